@@ -1,0 +1,36 @@
+# The README's commands. Each one creates (or reuses) .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export WANDB_MODE ?= offline
+
+.PHONY: install demo test test-all calibrate bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## main job on the embedded default: both arms from the bundled pool, α calibration, plots
+demo: install
+	$(PY) calibrate_alpha.py
+	$(PY) build_data.py fusion=rft
+	$(PY) build_data.py
+
+## the test suite CI runs (slow tests are included; gpu tests skip without CUDA)
+test: install
+	$(PY) -m pytest -q
+
+calibrate: install
+	$(PY) calibrate_alpha.py
+
+bench: install
+	$(PY) benchmarks/verify_throughput.py
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,24 @@
+"""Build a TrajFusion (or RFT) training set from a teacher pool.
+
+    python build_data.py                                  # bundled pool, TrajFusion
+    python build_data.py fusion=rft selector=low_div ...  # any config group option
+    python build_data.py -m length_policy.k_max=1,2,4,6   # sweep; the verified pool is reused
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from trajfusion.config import register_configs, to_build_config
+from trajfusion.stages import build_dataset
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
+def main(cfg: DictConfig) -> str:
+    build_cfg = to_build_config(cfg)
+    return str(build_dataset(build_cfg, OmegaConf.to_container(cfg, resolve=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Pick α for a pool: mean #Err and P(k ≥ j) over a grid, and the α that meets a target #Err.
+
+    python calibrate_alpha.py                                   # bundled pool, k_max=4, target 1.49
+    python calibrate_alpha.py length_policy.k_max=2             # target 1.02 (paper Table 2)
+    python calibrate_alpha.py calibration.target_mean_errors=1.2
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from trajfusion.config import register_configs, to_build_config
+from trajfusion.stages import calibrate
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
+def main(cfg: DictConfig) -> float:
+    return calibrate(to_build_config(cfg))["alpha"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Replay teacher: a stored pool instead of sampling.
+
+Stored pools (such as the bundled multi-teacher MATH pool) keep each model's reasoning and its
+final answer in separate fields. Replay joins them into the text a trained model would write — the
+reasoning, then `The final answer is $\\boxed{…}$` — so the verifier judges the text itself, as it
+will judge a sampled pool. The stored label is kept as `stored_correct` for an agreement check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trajfusion.io import DataError, read_jsonl, resolve_path
+
+
+def trajectory_text(reasoning: str, final_answer: str | None) -> str:
+    reasoning = (reasoning or "").strip()
+    if not final_answer or not str(final_answer).strip():
+        return reasoning
+    return f"{reasoning}\n\nThe final answer is $\\boxed{{{str(final_answer).strip()}}}$."
+
+
+def _text_field(path: Path, line: int, obj: dict, key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(path, line, f"{where}{key}", "missing or empty (a non-empty string is required)")
+    return value
+
+
+def load_replay_pool(
+    pool_path: str, id_field: str = "id", problem_field: str = "problem", answer_field: str = "answer",
+    open_weights_only: bool = True, num_samples: int | None = None, limit: int | None = None,
+) -> list[dict]:
+    """Pool rows (DESIGN §4) from a stored pool file; bad lines fail with file, line and field."""
+    path = resolve_path(pool_path)
+    rows, seen = [], {}
+    for line, obj in read_jsonl(path):
+        if obj.get(id_field) is None or not str(obj[id_field]).strip():
+            raise DataError(path, line, id_field, "missing or empty problem id")
+        pid = str(obj[id_field])
+        if pid in seen:
+            raise DataError(path, line, id_field, f"duplicate id {pid!r} (first on line {seen[pid]})")
+        seen[pid] = line
+        problem = _text_field(path, line, obj, problem_field, "")
+        answer = obj.get(answer_field)
+        if answer is None or not str(answer).strip():
+            raise DataError(path, line, answer_field, "missing or empty reference answer")
+        stored = obj.get("samples")
+        if not isinstance(stored, list):
+            raise DataError(path, line, "samples", "missing (a replay pool needs a list of samples per problem)")
+        samples = []
+        for j, s in enumerate(stored):
+            if not isinstance(s, dict):
+                raise DataError(path, line, f"samples[{j}]", "expected an object")
+            if open_weights_only and s.get("open_weights") is False:
+                continue
+            reasoning = s.get("text", s.get("solution"))
+            if not isinstance(reasoning, str):
+                raise DataError(path, line, f"samples[{j}].solution", "missing (need 'solution' or 'text')")
+            samples.append({
+                "text": reasoning if "text" in s else trajectory_text(reasoning, s.get("pred")),
+                "model": str(s.get("model", "unknown")),
+                "finish_reason": s.get("finish_reason", "stop"),
+                # the stored reasoning was cut for storage: usable for r, not as a fused error or y*
+                "truncated": bool(s.get("truncated", s.get("solution_truncated", False))),
+                "stored_pred": s.get("pred"),
+                "stored_correct": s.get("correct"),
+            })
+        samples = samples[:num_samples] if num_samples else samples
+        for j, s in enumerate(samples):
+            s["sample_id"] = f"{pid}:{j:03d}"
+        rows.append({"id": pid, "problem": problem, "answer": str(answer).strip(), "samples": samples})
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        raise DataError(path, None, None, "no problems in the pool")
+    return rows

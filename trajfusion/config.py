@@ -1,0 +1,172 @@
+"""Config schemas: plain dataclasses registered in Hydra's ConfigStore.
+
+OmegaConf checks keys and types when Hydra composes (a typo such as `length_policy.kmax=2` fails
+there, naming the key); `__post_init__` checks values and strategy names when the entry point turns
+the config into objects with `to_object`. Strategy names are registry keys, and a group option's
+YAML file name equals its `name`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from trajfusion.core.build import DROP_REASONS  # noqa: F401  (re-exported for reports)
+from trajfusion.core.fusion import FUSIONS
+from trajfusion.core.length import LENGTH_POLICIES
+from trajfusion.core.select import CORRECT_CHOICES, SELECTORS
+
+EXTRACTION_STRATEGIES = ("boxed", "answer_phrase", "last_number")
+
+
+def _require(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {message}")
+
+
+def _require_choice(where: str, value: str, supported) -> None:
+    _require(value in supported, where, f"unknown option {value!r}; supported: {', '.join(sorted(supported))}")
+
+
+class TeacherBackend(str, Enum):
+    replay = "replay"  # a stored pool: no sampling
+    hf = "hf"  # transformers, CPU or GPU
+    vllm = "vllm"  # offline vLLM engine, GPU only
+
+
+@dataclass
+class DataConfig:
+    """Training problems: a JSONL(.gz) file (bundled or local) with a field mapping."""
+
+    name: str = MISSING
+    path: Optional[str] = None
+    id_field: str = "id"
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    limit: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _require(self.limit is None or self.limit > 0, "data.limit", f"must be positive or null, got {self.limit}")
+
+
+@dataclass
+class TeacherConfig:
+    """Who produced the trajectories, and with which sampling settings (paper §4.1)."""
+
+    name: str = MISSING
+    backend: TeacherBackend = TeacherBackend.replay
+    model: Optional[str] = None
+    pool_path: Optional[str] = None  # replay: the stored pool
+    open_weights_only: bool = True  # replay: keep samples whose weights are public
+    num_samples: Optional[int] = None  # K; replay: null keeps every stored sample
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 4096
+    seed: int = 0
+    calibrated_alpha: float = 1.0  # α calibrated on this teacher's pool (calibrate_alpha.py)
+
+    def __post_init__(self) -> None:
+        where = f"teacher ({self.name})"
+        _require(self.num_samples is None or self.num_samples > 0, where, "num_samples must be positive")
+        _require(0.0 < self.top_p <= 1.0, where, f"top_p must be in (0, 1], got {self.top_p}")
+        _require(self.temperature >= 0, where, f"temperature must be >= 0, got {self.temperature}")
+        _require(self.calibrated_alpha >= 0, where, "calibrated_alpha must be >= 0")
+        if self.backend == TeacherBackend.replay:
+            _require(bool(self.pool_path), where, "the replay backend needs teacher.pool_path")
+
+
+@dataclass
+class SelectorConfig:
+    """Which wrong trajectories (name) and which correct one (correct) a sample uses."""
+
+    name: str = MISSING
+    correct: str = "shortest"
+
+    def __post_init__(self) -> None:
+        _require_choice("selector.name", self.name, SELECTORS)
+        _require_choice("selector.correct", self.correct, CORRECT_CHOICES)
+
+
+@dataclass
+class LengthPolicyConfig:
+    """How many errors: k = min(k_max, ⌊α·r·u⌋) for adaptive; and the token budget per row."""
+
+    name: str = MISSING
+    k_max: int = 4
+    alpha: float = 1.0
+    max_tokens: int = 4096  # the student's max_seq_len
+    tokenizer: Optional[str] = None  # tokenizer dir/id to count with; null: bytes/3 proxy
+    overhead_tokens: int = 16  # chat-template tokens around the messages
+
+    def __post_init__(self) -> None:
+        _require_choice("length_policy.name", self.name, LENGTH_POLICIES)
+        _require(self.k_max >= 0, "length_policy.k_max", f"must be >= 0, got {self.k_max}")
+        _require(self.alpha >= 0, "length_policy.alpha", f"must be >= 0, got {self.alpha}")
+        _require(self.max_tokens > 0, "length_policy.max_tokens", f"must be positive, got {self.max_tokens}")
+
+
+@dataclass
+class FusionConfig:
+    """What a training sample looks like: TrajFusion (adaptive) or the vanilla RFT baseline."""
+
+    name: str = MISSING
+    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    prompts_file: str = "trajfusion/resources/prompts.json"
+    use_truncated_errors: bool = False
+    loss_on_errors: bool = True  # read by training; masks error segments when false
+
+    def __post_init__(self) -> None:
+        _require_choice("fusion.name", self.name, FUSIONS)
+
+
+@dataclass
+class VerifierConfig:
+    strategies: list[str] = field(default_factory=lambda: ["boxed", "answer_phrase"])
+    timeout_s: float = 5.0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        for s in self.strategies:
+            _require_choice("verifier.strategies", s, EXTRACTION_STRATEGIES)
+        _require(self.timeout_s > 0, "verifier.timeout_s", "must be positive")
+        _require(self.workers >= 0, "verifier.workers", "must be >= 0")
+
+
+@dataclass
+class PathsConfig:
+    data_root: str = "outputs"
+
+
+@dataclass
+class CalibrationConfig:
+    target_mean_errors: Optional[float] = None  # null: the paper's Table 2 value for this k_max
+
+
+@dataclass
+class BuildDataConfig:
+    data: DataConfig = MISSING
+    teacher: TeacherConfig = MISSING
+    selector: SelectorConfig = MISSING
+    length_policy: LengthPolicyConfig = MISSING
+    fusion: FusionConfig = MISSING
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    seed: int = 0
+    plots: bool = True
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra; the entry points call this before composing."""
+    ConfigStore.instance().store(name="build_data_schema", node=BuildDataConfig)
+
+
+def to_build_config(cfg: DictConfig | dict[str, Any]) -> BuildDataConfig:
+    """Validated objects from a composed config (runs every `__post_init__`)."""
+    node = OmegaConf.merge(OmegaConf.structured(BuildDataConfig), cfg)
+    return OmegaConf.to_object(node)  # type: ignore[return-value]

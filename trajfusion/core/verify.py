@@ -1,0 +1,406 @@
+"""Answer extraction, normalisation and equivalence checking (pure; no I/O).
+
+Everything that decides whether a trajectory is "correct" lives here so that
+data building, filtering and evaluation share one definition.  The heavy
+lifting is done by math-verify; this module adds
+
+* a deterministic final-answer extractor (so the expensive math-verify parse
+  only ever sees a short answer string, not a whole solution),
+* a conservative normaliser used as a memo/cache key, and
+* cheap exact fast paths that are provably consistent with math-verify.
+
+``check`` is a function of ``(normalize_answer(gold), normalize_answer(pred))``
+only; callers may therefore memoise verdicts on the normalised pair.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from enum import Enum
+from fractions import Fraction
+from itertools import product
+from typing import Sequence
+
+import math_verify
+from math_verify.errors import TimeoutException
+
+logger = logging.getLogger(__name__)
+
+#: Bump whenever the verdict for some (gold, pred) pair may change (extraction
+#: is not covered: only normalize_answer + check).  Part of on-disk cache keys.
+VERIFIER_VERSION = "tf-verify-1+math-verify-0.9.0"
+
+
+class Verdict(str, Enum):
+    """Outcome of comparing a prediction with a reference answer."""
+
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    UNKNOWN = "unknown"  # could not decide (gold unparseable, error, timeout)
+
+
+# --------------------------------------------------------------------------
+# extraction
+# --------------------------------------------------------------------------
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _match_brace(text: str, open_idx: int) -> int | None:
+    """Index of the ``}`` closing the ``{`` at ``open_idx`` (``\\{``/``\\}`` are
+    escaped braces and do not count); None when unbalanced (truncated output)."""
+    depth = 0
+    i = open_idx
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed``/``\\fbox``; None if it is unbalanced.
+
+    Only the last box counts: an earlier box is usually an intermediate result,
+    so a truncated final box is not silently replaced by it.
+    """
+    last = None
+    for last in _BOX_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    i = last.end()
+    rest = text[i:]
+    stripped = rest.lstrip()
+    if stripped.startswith("{"):
+        start = i + (len(rest) - len(stripped))
+        end = _match_brace(text, start)
+        if end is None:
+            return None
+        return text[start + 1 : end]
+    if not rest[:1].isspace():
+        return None  # e.g. "\boxed" at the very end
+    # "\boxed 5$." : one whitespace-delimited token, stop at math delimiters.
+    m = re.match(r"\s*([^\s$]+)", rest)
+    if not m:
+        return None
+    tok = m.group(1)
+    tok = re.split(r"\\\)|\\\]", tok)[0]
+    return tok.rstrip(".")
+
+
+_PHRASE_RE = re.compile(
+    r"(?:\b(?:final\s+)?answer\s*(?:is\b|:)|####)[ \t]*:?[ \t]*(?P<rest>[^\n]*)",
+    re.IGNORECASE,
+)
+
+
+def _first_math_or_sentence(s: str) -> str:
+    """Answer text after an answer phrase: the first math span if the phrase is
+    followed by one, else the sentence up to ``. `` / end of line."""
+    s = s.strip().lstrip("*").strip()  # "**Answer:** 5" markdown
+    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(open_):
+            end = s.find(close, len(open_))
+            if end != -1:
+                return s[len(open_) : end]
+            return s[len(open_) :]
+    m = re.search(r"\.(?:\s|$)", s)
+    if m:
+        s = s[: m.start()]
+    return s
+
+
+def _extract_phrase(text: str) -> str | None:
+    last = None
+    for last in _PHRASE_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    ans = _first_math_or_sentence(last.group("rest")).strip()
+    ans = ans.rstrip("*").strip()
+    if ans.endswith("."):
+        ans = ans[:-1]
+    return ans.strip().strip("$").strip()
+
+
+_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+
+
+def _extract_last_number(text: str) -> str | None:
+    last = None
+    for last in _NUMBER_RE.finditer(text):
+        pass
+    return None if last is None else last.group(0).replace(",", "")
+
+
+_STRATEGIES = {
+    "boxed": _extract_boxed,
+    "answer_phrase": _extract_phrase,
+    "last_number": _extract_last_number,
+}
+
+
+def extract_answer(
+    text: str, strategies: Sequence[str] = ("boxed", "answer_phrase")
+) -> str | None:
+    """Final answer of a model output, trying ``strategies`` in order.
+
+    ``boxed``: last ``\\boxed{..}``/``\\boxed ..``/``\\fbox{..}`` (nested braces
+    matched); ``answer_phrase``: last "final answer is X"/"answer is X"/
+    "Answer: X"/"#### X"; ``last_number``: last number (commas dropped).
+    Returns the stripped answer, or None when no strategy yields a non-empty one.
+    """
+    if not text:
+        return None
+    for name in strategies:
+        try:
+            fn = _STRATEGIES[name]
+        except KeyError:
+            raise ValueError(f"unknown extraction strategy {name!r}") from None
+        ans = fn(text)
+        if ans is not None:
+            ans = ans.strip()
+            if ans:
+                return ans
+    return None
+
+
+# --------------------------------------------------------------------------
+# normalisation
+# --------------------------------------------------------------------------
+
+# Escaped backslash pairs are matched first so "\\ " (line break + space) is
+# not mistaken for the "\ " spacing command.
+_SPACING_RE = re.compile(r"(\\\\)|\\([!,;: ])")
+_CMD_DROP_RE = re.compile(
+    r"\\(?:left|right)\.|\\(?:left|right|displaystyle)(?![A-Za-z])"
+)
+_FRAC_RE = re.compile(r"\\[dt]frac(?![A-Za-z])")
+_TEXT_WRAP_RE = re.compile(r"^\\(?:text|textbf)\s*\{")
+
+
+def _spacing_sub(m: re.Match) -> str:
+    """Drop LaTeX spacing; keep a blank before a letter so "\\alpha\\,b" does
+    not become the different command "\\alphab"."""
+    if m.group(1):
+        return m.group(1)
+    nxt = m.string[m.end() : m.end() + 1]
+    return " " if nxt.isalpha() else ""
+
+
+def _strip_delims(s: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        s = s.strip()
+        for open_, close in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if len(s) >= len(open_) + len(close) and s.startswith(open_) and s.endswith(close):
+                s = s[len(open_) : len(s) - len(close)]
+                changed = True
+        # lone leading/trailing "$" left over from sloppy extraction
+        if s.startswith("$") and not s.startswith("$$") and s.count("$") == 1:
+            s, changed = s[1:], True
+        if s.endswith("$") and not s.endswith("\\$") and s.count("$") == 1:
+            s, changed = s[:-1], True
+    return s
+
+
+def _unwrap_text(s: str) -> str:
+    """``\\text{X}`` -> ``X`` only when that single group spans the answer."""
+    m = _TEXT_WRAP_RE.match(s)
+    if not m:
+        return s
+    end = _match_brace(s, m.end() - 1)
+    if end != len(s) - 1:
+        return s
+    return s[m.end() : end]
+
+
+def _normalize_once(s: str) -> str:
+    s = _strip_delims(s).replace("\u2212", "-")  # Unicode minus sign
+    s = _SPACING_RE.sub(_spacing_sub, s)
+    s = _CMD_DROP_RE.sub("", s)
+    s = _FRAC_RE.sub(r"\\frac", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = _unwrap_text(s).strip()
+    if s.endswith(".") and not s.endswith("..") and not s.endswith("\\."):
+        s = s[:-1].rstrip()
+    return s
+
+
+def normalize_answer(ans: str) -> str:
+    """Conservative canonical form of an answer (memo key, cheap grouping).
+
+    Only rewrites that cannot change the mathematical meaning: surrounding
+    ``$``/``\\(..\\)``, Unicode minus, ``\\left``/``\\right``, thin spaces, ``\\displaystyle``,
+    ``\\dfrac``/``\\tfrac``, a ``\\text{..}`` wrapping the whole answer, a trailing
+    period, runs of whitespace.  Applied to a fixed point so it is idempotent.
+    """
+    if ans is None:
+        return ""
+    s = str(ans)
+    for _ in range(8):
+        t = _normalize_once(s)
+        if t == s:
+            break
+        s = t
+    return s
+
+
+# --------------------------------------------------------------------------
+# checking
+# --------------------------------------------------------------------------
+
+# Plain decimal numbers, optionally with 3-digit thousands groups, which is
+# exactly how math-verify reads "1,000" (while "1,5" is the set {1, 5}).
+_PLAIN_NUM_RE = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
+_PLAIN_INT_RE = re.compile(r"^-?\d+$")
+_WORDS_RE = re.compile(r"^[A-Za-z]+(?: [A-Za-z]+)*$")
+
+
+def _as_latex(norm: str) -> str:
+    """math-verify input for a normalised answer.
+
+    Plain words were usually a ``\\text{..}`` stripped by normalisation; giving
+    them back the wrapper makes math-verify read one symbol ("Monday") rather
+    than a product of letters (and "e" as Euler's number).
+    """
+    if len(norm) > 1 and _WORDS_RE.match(norm):
+        return "$\\text{" + norm + "}$"
+    return "$" + norm + "$"
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_cached(latex: str, timeout_s: int | None) -> tuple[str, tuple]:
+    """("ok", parsed) | ("timeout", ()) | ("error", ()).  Cached because a worker
+    sees the same gold for every sample of a problem; failures are cached too
+    since re-running a parse that timed out costs the whole timeout again."""
+    try:
+        res = math_verify.parse(latex, parsing_timeout=timeout_s, raise_on_error=True)
+    except TimeoutException:
+        return "timeout", ()
+    except Exception:  # noqa: BLE001 - math-verify/sympy raise anything
+        logger.debug("math-verify parse error for %r", latex, exc_info=True)
+        return "error", ()
+    return "ok", tuple(res)
+
+
+_FRACTION_RE = re.compile(r"^(-?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
+
+
+def _exact_number(s: str) -> tuple[Fraction, bool] | None:
+    """(value, is_decimal) for a plain integer / decimal / integer fraction
+    (``-3``, ``1,000``, ``2.50``, ``3/4``, ``-\\frac{3}{4}``); None otherwise."""
+    if _PLAIN_NUM_RE.match(s):
+        return Fraction(s.replace(",", "")), "." in s
+    m = _FRACTION_RE.match(s)
+    if m:
+        num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
+        if int(den) == 0:
+            return None  # math-verify: zoo, not a number
+        val = Fraction(int(num), int(den))
+        return (-val if m.group(1) else val), False
+    return None
+
+
+def _plain_number_verdict(g: str, p: str) -> Verdict | None:
+    """Exact verdict for two plain numbers when it is certain, else None.
+
+    math-verify turns these strings into sympy Integer/Rational (or Float for
+    some decimals) and can only call them equal via str equality, ``==``,
+    rounding both to 6 decimals when a Float is involved, or
+    ``simplify(a-b) == 0``.  Hence: equal as exact rationals -> CORRECT; unequal
+    with no decimal involved (Integer/Rational, compared exactly) -> INCORRECT;
+    unequal decimals further apart than any 6-place rounding or 15-digit float
+    error could bridge -> INCORRECT; anything closer is left to math-verify.
+    """
+    a = _exact_number(g)
+    if a is None:
+        return None
+    b = _exact_number(p)
+    if b is None:
+        return None
+    (va, dec_a), (vb, dec_b) = a, b
+    if va == vb:
+        return Verdict.CORRECT
+    if not (dec_a or dec_b):
+        return Verdict.INCORRECT
+    if abs(va - vb) > Fraction(1, 10**4) * max(1, abs(va), abs(vb)):
+        return Verdict.INCORRECT
+    return None
+
+
+def fast_verdict(gold_norm: str, pred_norm: str) -> Verdict | None:
+    """The exact, cheap part of ``check`` on already-normalised strings; None
+    when math-verify is needed.  Lets a caller settle most pairs in-process."""
+    if not gold_norm:
+        return Verdict.UNKNOWN
+    if not pred_norm:
+        return Verdict.INCORRECT
+    if gold_norm == pred_norm:
+        return Verdict.CORRECT
+    return _plain_number_verdict(gold_norm, pred_norm)
+
+
+def check(gold: str, pred: str, timeout_s: int = 5) -> Verdict:
+    """Is ``pred`` equivalent to the reference ``gold``?
+
+    Exact fast paths first (identical normalised strings, exact numbers), then
+    math-verify on the normalised strings.  Gold with no math-verify parse
+    (nothing, or only its raw-string fallback) -> UNKNOWN unless the strings
+    match; pred with nothing parseable -> INCORRECT; any math-verify
+    exception or (soft, SIGALRM) timeout -> UNKNOWN.  The soft timeout needs
+    the main thread; in other threads math-verify runs without one and the
+    caller must bound run time itself (``VerifierPool`` does).
+    """
+    g = normalize_answer(gold)
+    p = normalize_answer(pred)
+    fast = fast_verdict(g, p)
+    if fast is not None:
+        return fast
+
+    t: int | None = max(1, int(-(-timeout_s // 1))) if timeout_s else None
+    if threading.current_thread() is not threading.main_thread():
+        t = None  # signal.alarm is main-thread only
+
+    g_status, g_parsed = _parse_cached(_as_latex(g), t)
+    if g_status != "ok" or not g_parsed:
+        return Verdict.UNKNOWN
+    p_status, p_parsed = _parse_cached(_as_latex(p), t)
+    if p_status != "ok":
+        return Verdict.UNKNOWN
+    if not p_parsed:
+        return Verdict.INCORRECT
+
+    # Pairwise like math_verify.verify, but a failure on one pair must surface
+    # as UNKNOWN instead of the silent False that verify() would return.
+    undecided = False
+    for gp, pp in product(g_parsed, p_parsed):
+        try:
+            if math_verify.verify(gp, pp, timeout_seconds=t, raise_on_error=True):
+                return Verdict.CORRECT
+        except TimeoutException:
+            undecided = True
+        except Exception:  # noqa: BLE001
+            logger.debug("math-verify error on %r vs %r", g, p, exc_info=True)
+            undecided = True
+    if undecided:
+        return Verdict.UNKNOWN
+    if not any(not isinstance(x, str) for x in g_parsed):
+        # Gold is only a raw-string fallback: math-verify could do no more than
+        # the string comparison that just failed, so nothing is decided.
+        return Verdict.UNKNOWN
+    return Verdict.INCORRECT

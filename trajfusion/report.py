@@ -1,0 +1,87 @@
+"""Numbers a researcher checks before training on a dataset: stats.json and the closing table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import mean
+
+from trajfusion.core.build import DROP_REASONS, FusionSettings, Outcome
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for t in range(i, j + 1):
+            ranks[order[t]] = (i + j) / 2 + 1  # average rank for ties
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's ρ (Pearson on average ranks); None when undefined."""
+    if len(x) < 3:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = mean(rx), mean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return round(cov / var, 4) if var else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(mean(values), 4) if values else None
+
+
+def dataset_stats(outcomes: Sequence[Outcome], settings: FusionSettings) -> dict:
+    kept = [o for o in outcomes if o.dropped is None]
+    erring = [o for o in outcomes if o.stats.n_wrong > 0]
+    dropped = Counter(o.dropped for o in outcomes if o.dropped)
+    n_errors = [o.n_errors for o in kept]
+    return {
+        "counts": {
+            "problems_in": len(outcomes),
+            "kept": len(kept),
+            "dropped": {reason: dropped.get(reason, 0) for reason in DROP_REASONS},
+            "errors_dropped_for_budget": sum(o.errors_dropped_for_budget for o in kept),
+            "rows_capped_by_groups": sum(o.n_errors + o.errors_dropped_for_budget < o.k for o in kept),
+        },
+        "fusion": settings.fusion,
+        "k_max": settings.k_max,
+        "alpha": settings.alpha,
+        "mean": {
+            "r": _mean([o.stats.error_rate for o in kept]),
+            "u": _mean([o.stats.u for o in kept]),
+            "entropy_bits": _mean([o.stats.entropy_bits for o in kept]),
+            "k": _mean([o.k for o in kept]),
+            "n_errors": _mean(n_errors),
+            "tokens": _mean([o.n_tokens for o in kept if o.n_tokens is not None]),
+            "rft_tokens": _mean([o.rft_tokens for o in kept if o.rft_tokens is not None]),
+        },
+        "p_errors_at_least": {str(j): _mean([n >= j for n in n_errors]) for j in range(1, settings.k_max + 1)},
+        "n_errors_histogram": {str(k): v for k, v in sorted(Counter(n_errors).items())},
+        "spearman_error_rate_vs_entropy": spearman([o.stats.error_rate for o in erring], [o.stats.entropy_bits for o in erring]),
+        "tokens_total": sum(o.n_tokens or 0 for o in kept),
+        "error_models": dict(Counter(m for o in kept for m in o.error_models).most_common()),
+    }
+
+
+def summary_table(stats: dict, out_dir: Path) -> str:
+    c, m = stats["counts"], stats["mean"]
+    drops = ", ".join(f"{k}={v}" for k, v in c["dropped"].items())
+    lines = [
+        f"dataset  {out_dir}",
+        f"  fusion {stats['fusion']}  k_max={stats['k_max']}  alpha={stats['alpha']}",
+        f"  problems in {c['problems_in']}  kept {c['kept']}  dropped: {drops}",
+        f"  mean r={m['r']}  u={m['u']}  entropy={m['entropy_bits']} bits  k={m['k']}  #Err={m['n_errors']}",
+        f"  P(#Err>=j): " + "  ".join(f"{j}:{p}" for j, p in stats["p_errors_at_least"].items()),
+        f"  errors dropped for the token budget: {c['errors_dropped_for_budget']}",
+        f"  tokens/row: {m['tokens']} (RFT layout of the same problems: {m['rft_tokens']}); total {stats['tokens_total']}",
+    ]
+    return "\n".join(lines)

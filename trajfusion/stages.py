@@ -1,0 +1,303 @@
+"""Wiring: config → teacher pool → verified pool → fused dataset directory.
+
+Each stage caches its result under `paths.data_root`, keyed by a hash of what decides it, so
+selector / length_policy / fusion sweeps never resample or re-verify:
+
+    <data_root>/pools/<teacher>-<pool_id>/verified-<verifier_id>.jsonl.gz
+    <data_root>/cache/verify.sqlite                     (every check, resumable)
+    <data_root>/fused/<fusion>-<data_id>/{data.jsonl, manifest.json, stats.json, *.png}
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from trajfusion import __version__
+from trajfusion.backends.replay import load_replay_pool
+from trajfusion.config import BuildDataConfig, TeacherBackend
+from trajfusion.core.build import FusionSettings, fuse_pools
+from trajfusion.core.records import ProblemPool, Sample
+from trajfusion.core.stats import group_answers
+from trajfusion.core.verify import VERIFIER_VERSION, Verdict, extract_answer, normalize_answer
+from trajfusion.io import (
+    atomic_directory, content_hash, read_json, read_jsonl, resolve_path, sha256_file, write_json, write_jsonl,
+)
+from trajfusion.report import dataset_stats, summary_table
+from trajfusion.verification import VerifierPool
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- identities
+
+
+def _data_root(cfg: BuildDataConfig) -> Path:
+    return Path(cfg.paths.data_root).expanduser().resolve()
+
+
+def _input_files(cfg: BuildDataConfig) -> dict[str, str]:
+    paths = {p for p in (cfg.data.path, cfg.teacher.pool_path) if p}
+    return {str(p): sha256_file(resolve_path(p)) for p in sorted(paths)}
+
+
+def pool_identity(cfg: BuildDataConfig) -> dict:
+    """What decides the teacher pool: problem and pool *contents* (not paths) and the teacher settings."""
+    data = {k: v for k, v in asdict(cfg.data).items() if k != "path"}
+    teacher = {k: v for k, v in asdict(cfg.teacher).items() if k not in ("pool_path", "calibrated_alpha")}
+    teacher["backend"] = cfg.teacher.backend.value
+    return {"data": data, "teacher": teacher, "files": sorted(_input_files(cfg).values())}
+
+
+def verifier_identity(cfg: BuildDataConfig) -> dict:
+    return {"version": VERIFIER_VERSION, "strategies": list(cfg.verifier.strategies), "timeout_s": cfg.verifier.timeout_s}
+
+
+def data_identity(cfg: BuildDataConfig, prompts: dict) -> dict:
+    """What decides a dataset's bytes. RFT leaves out the knobs that do not shape its rows, so one
+    RFT dataset serves every selector / length_policy sweep of the same pool."""
+    lp = cfg.length_policy
+    identity = {
+        "pool": content_hash(pool_identity(cfg)),
+        "verifier": content_hash(verifier_identity(cfg)),
+        "fusion": {k: v for k, v in asdict(cfg.fusion).items() if k not in ("prompts_file", "loss_on_errors")},
+        "prompts": content_hash(prompts),
+        "budget": {"max_tokens": lp.max_tokens, "tokenizer": lp.tokenizer, "overhead_tokens": lp.overhead_tokens},
+        "correct": cfg.selector.correct,
+        "seed": cfg.seed,
+    }
+    if cfg.fusion.name != "rft":
+        identity["selector"] = asdict(cfg.selector)
+        identity["length_policy"] = {"name": lp.name, "k_max": lp.k_max, "alpha": lp.alpha}
+    return identity
+
+
+def dataset_dir(cfg: BuildDataConfig, prompts: dict) -> tuple[str, Path]:
+    data_id = content_hash(data_identity(cfg, prompts))
+    return data_id, _data_root(cfg) / "fused" / f"{cfg.fusion.name}-{data_id}"
+
+
+def pool_dir(cfg: BuildDataConfig) -> Path:
+    return _data_root(cfg) / "pools" / f"{cfg.teacher.name}-{content_hash(pool_identity(cfg))}"
+
+
+# ----------------------------------------------------------------------------- teacher pool
+
+
+def load_pool(cfg: BuildDataConfig) -> list[dict]:
+    """Pool rows (DESIGN §4) for the configured teacher."""
+    if cfg.teacher.backend == TeacherBackend.replay:
+        return load_replay_pool(
+            cfg.teacher.pool_path,  # type: ignore[arg-type]
+            id_field=cfg.data.id_field, problem_field=cfg.data.problem_field, answer_field=cfg.data.answer_field,
+            open_weights_only=cfg.teacher.open_weights_only, num_samples=cfg.teacher.num_samples, limit=cfg.data.limit,
+        )
+    raise ValueError(f"teacher.backend={cfg.teacher.backend.value!r} has no pool loader")
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+def _group_wrong_answers(rows: list[dict], verifier: VerifierPool) -> None:
+    """Assign `group` to each wrong sample with an answer: verified equivalence, per problem."""
+    per_problem = []
+    pairs: list[tuple[str, str]] = []
+    for row in rows:
+        wrong = sorted({normalize_answer(s["pred"]) for s in row["samples"] if s["verdict"] == "incorrect" and s["pred"]})
+        per_problem.append(wrong)
+        pairs += [(wrong[i], wrong[j]) for j in range(len(wrong)) for i in range(j)]
+    verdicts = verifier.check_many(pairs, desc="group wrong answers") if pairs else []
+    same = {pair for pair, v in zip(pairs, verdicts) if v == Verdict.CORRECT}
+    for row, wrong in zip(rows, per_problem):
+        group_of = dict(zip(wrong, group_answers(wrong, lambda a, b: (a, b) in same)))
+        for s in row["samples"]:
+            s["group"] = group_of[normalize_answer(s["pred"])] if s["verdict"] == "incorrect" and s["pred"] else None
+
+
+def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None) -> dict:
+    """Add `pred`, `verdict`, `group` to every sample in place; return a report of the counts."""
+    samples = [(row, s) for row in rows for s in row["samples"]]
+    for _, s in samples:
+        s["pred"] = extract_answer(s["text"], tuple(cfg.verifier.strategies))
+    checked = [(row, s) for row, s in samples if s["pred"]]
+    with VerifierPool(cfg.verifier.workers, cfg.verifier.timeout_s, cache_path, progress=cfg.progress) as verifier:
+        verdicts = verifier.check_many([(row["answer"], s["pred"]) for row, s in checked], desc="verify answers")
+        for (_, s), verdict in zip(checked, verdicts):
+            s["verdict"] = verdict.value
+        for _, s in samples:
+            s.setdefault("verdict", Verdict.INCORRECT.value)  # no extractable answer: wrong (DESIGN §5.5)
+        _group_wrong_answers(rows, verifier)
+        pool_stats = dict(verifier.stats)
+    verdict_counts = Counter(s["verdict"] for _, s in samples)
+    judged = [s for _, s in samples if s.get("stored_correct") is not None and s["verdict"] != "unknown"]
+    agree = sum((s["verdict"] == "correct") == bool(s["stored_correct"]) for s in judged)
+    return {
+        "problems": len(rows),
+        "samples": len(samples),
+        "verdicts": dict(sorted(verdict_counts.items())),
+        "no_answer": sum(not s["pred"] for _, s in samples),
+        "truncated": sum(bool(s.get("truncated")) for _, s in samples),
+        "stored_label_agreement": round(agree / len(judged), 4) if judged else None,
+        "checks": pool_stats,
+    }
+
+
+def verified_pool(cfg: BuildDataConfig) -> tuple[list[dict], dict, Path]:
+    """The verified pool, from cache when this pool and verifier were seen before."""
+    path = pool_dir(cfg) / f"verified-{content_hash(verifier_identity(cfg))}.jsonl.gz"
+    report_path = path.with_name(path.name.replace(".jsonl.gz", ".report.json"))
+    if path.exists() and report_path.exists():
+        log.info("reusing verified pool %s", path)
+        return [row for _, row in read_jsonl(path)], read_json(report_path), path
+    rows = load_pool(cfg)
+    started = time.perf_counter()
+    report = verify_rows(rows, cfg, _data_root(cfg) / "cache" / "verify.sqlite")
+    report["wall_time_s"] = round(time.perf_counter() - started, 2)
+    write_jsonl(path, rows)
+    write_json(report_path, report)
+    log.info("verified %d samples of %d problems in %.1fs → %s", report["samples"], report["problems"], report["wall_time_s"], path)
+    return rows, report, path
+
+
+def to_problem_pools(rows: Sequence[dict]) -> list[ProblemPool]:
+    return [
+        ProblemPool(
+            id=row["id"], problem=row["problem"], answer=row["answer"],
+            samples=[
+                Sample(
+                    index=j, sample_id=s["sample_id"], text=s["text"], model=s["model"], verdict=Verdict(s["verdict"]),
+                    pred=s["pred"], truncated=bool(s.get("truncated")), group=s.get("group"),
+                )
+                for j, s in enumerate(row["samples"])
+            ],
+        )
+        for row in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- fused dataset
+
+
+def load_prompts(cfg: BuildDataConfig) -> dict:
+    prompts = read_json(resolve_path(cfg.fusion.prompts_file))
+    if len(prompts.get("reflections", [])) < 1 or len(prompts.get("feedback", [])) < 1:
+        raise ValueError(f"{cfg.fusion.prompts_file}: needs non-empty 'reflections' and 'feedback' lists")
+    return {k: prompts[k] for k in ("version", "reflections", "feedback")}
+
+
+def token_counter(tokenizer: str | None) -> Callable[[str], int]:
+    """Tokens of a text with the student's tokenizer, or a documented proxy: UTF-8 bytes / 3.
+
+    BPE tokenizers average 3.5–4.5 bytes per token on English and LaTeX, so the proxy overestimates
+    slightly and keeps rows within budget when the real tokenizer is not configured.
+    """
+    if tokenizer is None:
+        return functools.lru_cache(maxsize=None)(lambda text: math.ceil(len(text.encode("utf-8")) / 3))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_path(tokenizer)))
+    return functools.lru_cache(maxsize=None)(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+
+
+def fusion_settings(cfg: BuildDataConfig, prompts: dict) -> FusionSettings:
+    lp = cfg.length_policy
+    return FusionSettings(
+        fusion=cfg.fusion.name, selector=cfg.selector.name, correct_choice=cfg.selector.correct,
+        length_policy=lp.name, k_max=lp.k_max, alpha=lp.alpha, max_tokens=lp.max_tokens,
+        overhead_tokens=lp.overhead_tokens, use_truncated_errors=cfg.fusion.use_truncated_errors, seed=cfg.seed,
+        system_prompt=cfg.fusion.system_prompt, reflections=tuple(prompts["reflections"]), feedback=tuple(prompts["feedback"]),
+    )
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=resolve_path("."))
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None) -> Path:
+    """build_data.py: the dataset directory for this config (built, or reused when it exists)."""
+    started = time.perf_counter()
+    prompts = load_prompts(cfg)
+    data_id, out_dir = dataset_dir(cfg, prompts)
+    if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
+        log.info("dataset %s exists: reusing %s", data_id, out_dir)
+        return out_dir
+
+    rows, verify_report, verified_path = verified_pool(cfg)
+    settings = fusion_settings(cfg, prompts)
+    count = token_counter(cfg.length_policy.tokenizer)
+    fused, outcomes = fuse_pools(to_problem_pools(rows), settings, count)
+    for row in fused:
+        row["data_id"] = data_id
+    stats = dataset_stats(outcomes, settings)
+    manifest = {
+        "data_id": data_id,
+        "identity": data_identity(cfg, prompts),
+        "config": resolved_config if resolved_config is not None else OmegaConf.to_container(OmegaConf.structured(cfg)),
+        "git_sha": _git_sha(),
+        "trajfusion_version": __version__,
+        "input_files": _input_files(cfg),
+        "verified_pool": str(verified_path),
+        "verification": verify_report,
+        "counts": stats["counts"],
+        "rows": len(fused),
+        "wall_time_s": None,
+    }
+    with atomic_directory(out_dir) as tmp:
+        write_jsonl(tmp / "data.jsonl", fused)
+        write_json(tmp / "stats.json", stats)
+        if cfg.plots:
+            from trajfusion.plots import plot_dataset
+
+            manifest["plots"] = plot_dataset(outcomes, settings, tmp)
+        manifest["wall_time_s"] = round(time.perf_counter() - started, 2)
+        write_json(tmp / "manifest.json", manifest)
+    log.info("\n%s", summary_table(stats, out_dir))
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- α calibration
+
+
+def calibrate(cfg: BuildDataConfig) -> dict:
+    """calibrate_alpha.py: mean #Err and P(k ≥ j) over an α grid, and the α that meets the target."""
+    from trajfusion.core.calibrate import PAPER_MEAN_ERRORS, error_caps, pick_alpha, sweep
+
+    rows, _, _ = verified_pool(cfg)
+    lp = cfg.length_policy
+    caps = error_caps(to_problem_pools(rows), cfg.selector.name, cfg.fusion.use_truncated_errors)
+    target = cfg.calibration.target_mean_errors
+    if target is None:
+        if lp.k_max not in PAPER_MEAN_ERRORS:
+            raise ValueError(f"calibration.target_mean_errors: the paper has no #Err for k_max={lp.k_max}; set it")
+        target = PAPER_MEAN_ERRORS[lp.k_max]
+    points = sweep(caps, lp.name, lp.k_max)
+    best = pick_alpha(caps, lp.k_max, target)
+    result = {
+        "pool": str(pool_dir(cfg)), "problems": len(caps), "k_max": lp.k_max, "selector": cfg.selector.name,
+        "target_mean_errors": target, "alpha": best.alpha, "mean_errors": round(best.mean_errors, 4),
+        "p_at_least": [round(p, 4) for p in best.p_at_least],
+        "grid": [{"alpha": p.alpha, "mean_errors": round(p.mean_errors, 4), "p_at_least": [round(q, 4) for q in p.p_at_least]} for p in points],
+    }
+    out = pool_dir(cfg) / f"calibration-{cfg.selector.name}-kmax{lp.k_max}.json"
+    write_json(out, result)
+    header = "  alpha  mean#Err  " + "  ".join(f"P(k>={j})" for j in range(1, lp.k_max + 1))
+    lines = [f"α calibration on {len(caps)} problems (selector={cfg.selector.name}, k_max={lp.k_max}, target #Err={target})", header]
+    for p in points + [best]:
+        mark = "  <- picked" if p is best else ""
+        lines.append(f"  {p.alpha:6.4g}  {p.mean_errors:8.3f}  " + "  ".join(f"{q:8.3f}" for q in p.p_at_least) + mark)
+    lines.append(f"set it with: teacher.calibrated_alpha={best.alpha}  (written to {out})")
+    log.info("\n%s", "\n".join(lines))
+    return result
