@@ -8,6 +8,7 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from trajfusion.cli import fail_cleanly
 from trajfusion.config import register_configs, to_build_config
 from trajfusion.stages import build_dataset
 
@@ -16,8 +17,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> str:
-    build_cfg = to_build_config(cfg)
-    return str(build_dataset(build_cfg, OmegaConf.to_container(cfg, resolve=True)))
+    return fail_cleanly(lambda: str(build_dataset(to_build_config(cfg), OmegaConf.to_container(cfg, resolve=True))))
 
 
 if __name__ == "__main__":

@@ -135,8 +135,9 @@ def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None)
             s["verdict"] = verdict.value
         for _, s in samples:
             s.setdefault("verdict", Verdict.INCORRECT.value)  # no extractable answer: wrong (DESIGN §5.5)
+        answer_checks = dict(verifier.stats)
         _group_wrong_answers(rows, verifier)
-        pool_stats = dict(verifier.stats)
+        grouping_checks = {k: v - answer_checks.get(k, 0) for k, v in verifier.stats.items()}
     verdict_counts = Counter(s["verdict"] for _, s in samples)
     judged = [s for _, s in samples if s.get("stored_correct") is not None and s["verdict"] != "unknown"]
     agree = sum((s["verdict"] == "correct") == bool(s["stored_correct"]) for s in judged)
@@ -147,7 +148,8 @@ def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None)
         "no_answer": sum(not s["pred"] for _, s in samples),
         "truncated": sum(bool(s.get("truncated")) for _, s in samples),
         "stored_label_agreement": round(agree / len(judged), 4) if judged else None,
-        "checks": pool_stats,
+        "answer_checks": answer_checks,
+        "grouping_checks": grouping_checks,  # an unknown pair counts as two different answers
     }
 
 

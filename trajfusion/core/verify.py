@@ -101,8 +101,10 @@ def _extract_boxed(text: str) -> str | None:
     return tok.rstrip(".")
 
 
+# The remainder of the line is captured in a lookahead so that a later phrase
+# on the same line is still found (the last one wins).
 _PHRASE_RE = re.compile(
-    r"(?:\b(?:final\s+)?answer\s*(?:is\b|:)|####)[ \t]*:?[ \t]*(?P<rest>[^\n]*)",
+    r"(?:\b(?:final\s+)?answer\s*(?:is\b|:)|####)[ \t]*:?[ \t]*(?=(?P<rest>[^\n]*))",
     re.IGNORECASE,
 )
 
@@ -189,6 +191,8 @@ _CMD_DROP_RE = re.compile(
     r"\\(?:left|right)\.|\\(?:left|right|displaystyle)(?![A-Za-z])"
 )
 _FRAC_RE = re.compile(r"\\[dt]frac(?![A-Za-z])")
+# math-verify reads \varnothing as a plain symbol; it is the empty set.
+_EMPTYSET_RE = re.compile(r"\\varnothing(?![A-Za-z])")
 _TEXT_WRAP_RE = re.compile(r"^\\(?:text|textbf)\s*\{")
 
 
@@ -234,6 +238,7 @@ def _normalize_once(s: str) -> str:
     s = _SPACING_RE.sub(_spacing_sub, s)
     s = _CMD_DROP_RE.sub("", s)
     s = _FRAC_RE.sub(r"\\frac", s)
+    s = _EMPTYSET_RE.sub(r"\\emptyset", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = _unwrap_text(s).strip()
     if s.endswith(".") and not s.endswith("..") and not s.endswith("\\."):
@@ -246,7 +251,7 @@ def normalize_answer(ans: str) -> str:
 
     Only rewrites that cannot change the mathematical meaning: surrounding
     ``$``/``\\(..\\)``, Unicode minus, ``\\left``/``\\right``, thin spaces, ``\\displaystyle``,
-    ``\\dfrac``/``\\tfrac``, a ``\\text{..}`` wrapping the whole answer, a trailing
+    ``\\dfrac``/``\\tfrac``, ``\\varnothing``, a ``\\text{..}`` wrapping the whole answer, a trailing
     period, runs of whitespace.  Applied to a fixed point so it is idempotent.
     """
     if ans is None:

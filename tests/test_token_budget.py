@@ -1,0 +1,42 @@
+"""The token budget counts with the student's tokenizer when one is configured."""
+
+import pytest
+
+from trajfusion.stages import token_counter
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = ["Let me check this answer again.", "The final answer is $\\boxed{42}$.", "x^2 + 2x + 1 = (x+1)^2"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"], show_progress=False))
+    path = tmp_path_factory.mktemp("tok")
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(path)
+    return path
+
+
+def test_counts_with_the_configured_tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    count = token_counter(str(tokenizer_dir))
+    text = "The final answer is $\\boxed{42}$. Let me check."
+    assert count(text) == len(AutoTokenizer.from_pretrained(tokenizer_dir)(text, add_special_tokens=False)["input_ids"]) > 0
+
+
+def test_proxy_is_utf8_bytes_over_three():
+    assert token_counter(None)("abcdef") == 2 and token_counter(None)("é") == 1 and token_counter(None)("") == 0
+
+
+def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
+    from trajfusion.stages import build_dataset
+    import json
+
+    out = build_dataset(compose("data.limit=10", f"length_policy.tokenizer={tokenizer_dir}", "length_policy.max_tokens=1500", "plots=false", "progress=false"))
+    rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
+    assert rows and all(r["n_tokens"] <= 1500 for r in rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["identity"]["budget"]["tokenizer"] == str(tokenizer_dir)
