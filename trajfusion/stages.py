@@ -32,7 +32,9 @@ from trajfusion.core.verify import VERIFIER_VERSION, Verdict, extract_answer, no
 from trajfusion.io import (
     atomic_directory, content_hash, read_json, read_jsonl, resolve_path, sha256_file, write_json, write_jsonl,
 )
+from trajfusion.problems import decontaminate, training_problems
 from trajfusion.report import dataset_stats, summary_table
+from trajfusion.sampling import merge_shards, sample_shard
 from trajfusion.verification import VerifierPool
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,15 @@ def _input_files(cfg: BuildDataConfig) -> dict[str, str]:
     return {str(p): sha256_file(resolve_path(p)) for p in sorted(paths)}
 
 
+# engine and batching knobs: they change speed, not samples
+_TEACHER_RUNTIME_KEYS = ("pool_path", "calibrated_alpha", "tensor_parallel_size", "gpu_memory_utilization",
+                         "enable_prefix_caching", "problems_per_batch")
+
+
 def pool_identity(cfg: BuildDataConfig) -> dict:
     """What decides the teacher pool: problem and pool *contents* (not paths) and the teacher settings."""
     data = {k: v for k, v in asdict(cfg.data).items() if k != "path"}
-    teacher = {k: v for k, v in asdict(cfg.teacher).items() if k not in ("pool_path", "calibrated_alpha")}
+    teacher = {k: v for k, v in asdict(cfg.teacher).items() if k not in _TEACHER_RUNTIME_KEYS}
     teacher["backend"] = cfg.teacher.backend.value
     return {"data": data, "teacher": teacher, "files": sorted(_input_files(cfg).values())}
 
@@ -93,15 +100,80 @@ def pool_dir(cfg: BuildDataConfig) -> Path:
 # ----------------------------------------------------------------------------- teacher pool
 
 
-def load_pool(cfg: BuildDataConfig) -> list[dict]:
-    """Pool rows (DESIGN §4) for the configured teacher."""
+def _replay_rows(cfg: BuildDataConfig) -> tuple[list[dict], dict]:
+    rows = load_replay_pool(
+        cfg.teacher.pool_path,  # type: ignore[arg-type]
+        id_field=cfg.data.id_field or "id", problem_field=cfg.data.problem_field, answer_field=cfg.data.answer_field,
+        open_weights_only=cfg.teacher.open_weights_only, num_samples=cfg.teacher.num_samples,
+    )
+    rows, report = decontaminate(rows, list(cfg.data.decontaminate), cfg.data.ngram)
+    return (rows[: cfg.data.limit] if cfg.data.limit else rows), report
+
+
+def _teacher_factory(cfg: BuildDataConfig) -> Callable[[], object]:
+    def make():
+        if cfg.teacher.backend == TeacherBackend.vllm:
+            from trajfusion.backends.vllm_teacher import VLLMTeacher
+
+            return VLLMTeacher(cfg.teacher)
+        from trajfusion.backends.hf_teacher import HFTeacher
+
+        return HFTeacher(cfg.teacher)
+
+    return make
+
+
+def sampling_problems(cfg: BuildDataConfig) -> list[dict]:
+    """The decontaminated, limited problem list of a sampled pool, fixed once in its directory so
+    every shard works from the same list."""
+    path = pool_dir(cfg) / "problems.jsonl.gz"
+    if not path.exists():
+        problems, report = training_problems(cfg.data)
+        write_json(pool_dir(cfg) / "decontamination.json", report)
+        write_jsonl(path, problems)
+    return [row for _, row in read_jsonl(path)]
+
+
+def sample(cfg: BuildDataConfig) -> dict:
+    """stage=sample: sample this shard's missing problems (one SLURM array task)."""
+    problems = sampling_problems(cfg)
+    return sample_shard(_teacher_factory(cfg), problems, pool_dir(cfg), cfg.shard.index, cfg.shard.count,
+                        cfg.teacher.problems_per_batch, cfg.progress)
+
+
+def load_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[dict], dict]:
+    """Pool rows (DESIGN §4) for the configured teacher, and the pool's report."""
     if cfg.teacher.backend == TeacherBackend.replay:
-        return load_replay_pool(
-            cfg.teacher.pool_path,  # type: ignore[arg-type]
-            id_field=cfg.data.id_field, problem_field=cfg.data.problem_field, answer_field=cfg.data.answer_field,
-            open_weights_only=cfg.teacher.open_weights_only, num_samples=cfg.teacher.num_samples, limit=cfg.data.limit,
+        rows, decon = _replay_rows(cfg)
+        return rows, {"decontamination": decon}
+    directory = pool_dir(cfg)
+    pool_file, manifest_file = directory / "pool.jsonl.gz", directory / "pool_manifest.json"
+    if pool_file.exists() and manifest_file.exists():
+        log.info("reusing teacher pool %s", pool_file)
+        return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
+    if not allow_sampling:
+        raise ValueError(
+            f"no sampled pool for teacher {cfg.teacher.name!r} at {directory}; sample it first with "
+            f"`python build_data.py data={cfg.data.name} teacher={cfg.teacher.name}` (or slurm/build_data.sh on a cluster)"
         )
-    raise ValueError(f"teacher.backend={cfg.teacher.backend.value!r} has no pool loader")
+    problems = sampling_problems(cfg)
+    shards = [
+        sample_shard(_teacher_factory(cfg), problems, directory, i, cfg.shard.count, cfg.teacher.problems_per_batch, cfg.progress)
+        for i in range(cfg.shard.count)
+    ]
+    rows = merge_shards(directory, problems, cfg.shard.count)
+    wall = sum(s["wall_time_s"] for s in shards)
+    tokens = sum(s["generated_tokens"] for s in shards)
+    manifest = {
+        "teacher": cfg.teacher.name, "model": cfg.teacher.model, "problems": len(rows),
+        "samples": sum(len(r["samples"]) for r in rows), "shards": shards, "sampling_wall_time_s": round(wall, 2),
+        "generated_tokens": tokens, "tokens_per_s": round(tokens / wall, 2) if wall else None,
+        "problems_per_s": round(len(rows) / wall, 4) if wall else None,
+        "decontamination": read_json(directory / "decontamination.json"),
+    }
+    write_jsonl(pool_file, rows)
+    write_json(manifest_file, manifest)
+    return rows, manifest
 
 
 # ----------------------------------------------------------------------------- verification
@@ -153,16 +225,20 @@ def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None)
     }
 
 
-def verified_pool(cfg: BuildDataConfig) -> tuple[list[dict], dict, Path]:
-    """The verified pool, from cache when this pool and verifier were seen before."""
+def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[dict], dict, Path]:
+    """The verified pool, from cache when this pool and verifier were seen before.
+
+    With `allow_sampling=False` (training asks for a dataset) a pool that would need teacher
+    sampling is an error that says which command builds it, never an implicit GPU job.
+    """
     path = pool_dir(cfg) / f"verified-{content_hash(verifier_identity(cfg))}.jsonl.gz"
     report_path = path.with_name(path.name.replace(".jsonl.gz", ".report.json"))
     if path.exists() and report_path.exists():
         log.info("reusing verified pool %s", path)
         return [row for _, row in read_jsonl(path)], read_json(report_path), path
-    rows = load_pool(cfg)
+    rows, pool_report = load_pool(cfg, allow_sampling)
     started = time.perf_counter()
-    report = verify_rows(rows, cfg, _data_root(cfg) / "cache" / "verify.sqlite")
+    report = verify_rows(rows, cfg, _data_root(cfg) / "cache" / "verify.sqlite") | {"pool": pool_report}
     report["wall_time_s"] = round(time.perf_counter() - started, 2)
     write_jsonl(path, rows)
     write_json(report_path, report)
@@ -228,8 +304,11 @@ def _git_sha() -> str | None:
         return None
 
 
-def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None) -> Path:
-    """build_data.py: the dataset directory for this config (built, or reused when it exists)."""
+def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, allow_sampling: bool = True) -> Path:
+    """build_data.py: the dataset directory for this config (built, or reused when it exists).
+
+    train.py calls it with `allow_sampling=False`: fusing a cached pool is cheap, sampling is not.
+    """
     started = time.perf_counter()
     prompts = load_prompts(cfg)
     data_id, out_dir = dataset_dir(cfg, prompts)
@@ -237,7 +316,7 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None) -> 
         log.info("dataset %s exists: reusing %s", data_id, out_dir)
         return out_dir
 
-    rows, verify_report, verified_path = verified_pool(cfg)
+    rows, verify_report, verified_path = verified_pool(cfg, allow_sampling)
     settings = fusion_settings(cfg, prompts)
     count = token_counter(cfg.length_policy.tokenizer)
     fused, outcomes = fuse_pools(to_problem_pools(rows), settings, count)
