@@ -1,0 +1,35 @@
+"""GPU checks: run on a machine with CUDA and vLLM (`pytest -m gpu`); skipped elsewhere."""
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+def test_vllm_teacher_samples_k_per_problem_reproducibly(compose):
+    pytest.importorskip("vllm")
+    model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")
+    if not model:
+        pytest.skip("set TRAJFUSION_GPU_TEST_MODEL to a local instruct model directory (or a hub id)")
+    from trajfusion.backends.vllm_teacher import VLLMTeacher
+
+    cfg = compose("teacher=qwen2p5_math_7b_instruct", f"teacher.model={model}", "teacher.num_samples=4",
+                  "teacher.max_new_tokens=64", "teacher.max_model_len=1024", "teacher.gpu_memory_utilization=0.5").teacher
+    teacher = VLLMTeacher(cfg)
+    problems = [{"id": f"p{i}", "problem": f"What is {i} times 7?", "answer": str(7 * i)} for i in range(3)]
+    first = teacher.sample_batch(problems)
+    again = teacher.sample_batch(problems[2:])
+    assert [len(s) for s in first] == [4, 4, 4]
+    assert [s["text"] for s in again[0]] == [s["text"] for s in first[2]]  # per-problem seed
+    assert all(0 < s["n_tokens"] <= 64 and s["finish_reason"] in ("stop", "length") for s in first[0])
