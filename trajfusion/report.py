@@ -75,13 +75,17 @@ def dataset_stats(outcomes: Sequence[Outcome], settings: FusionSettings) -> dict
 def summary_table(stats: dict, out_dir: Path) -> str:
     c, m = stats["counts"], stats["mean"]
     drops = ", ".join(f"{k}={v}" for k, v in c["dropped"].items())
+    fused = stats["fusion"] != "rft"
     lines = [
         f"dataset  {out_dir}",
-        f"  fusion {stats['fusion']}  k_max={stats['k_max']}  alpha={stats['alpha']}",
+        f"  fusion {stats['fusion']}" + (f"  k_max={stats['k_max']}  alpha={stats['alpha']}" if fused else ""),
         f"  problems in {c['problems_in']}  kept {c['kept']}  dropped: {drops}",
-        f"  mean r={m['r']}  u={m['u']}  entropy={m['entropy_bits']} bits  k={m['k']}  #Err={m['n_errors']}",
-        f"  P(#Err>=j): " + "  ".join(f"{j}:{p}" for j, p in stats["p_errors_at_least"].items()),
-        f"  errors dropped for the token budget: {c['errors_dropped_for_budget']}",
-        f"  tokens/row: {m['tokens']} (RFT layout of the same problems: {m['rft_tokens']}); total {stats['tokens_total']}",
+        f"  mean r={m['r']}  u={m['u']}  entropy={m['entropy_bits']} bits" + (f"  k={m['k']}  #Err={m['n_errors']}" if fused else ""),
     ]
+    if fused:
+        lines += [
+            "  P(#Err>=j): " + "  ".join(f"{j}:{p}" for j, p in stats["p_errors_at_least"].items()),
+            f"  errors dropped for the token budget: {c['errors_dropped_for_budget']}",
+        ]
+    lines.append(f"  tokens/row: {m['tokens']} (RFT layout of the same problems: {m['rft_tokens']}); total {stats['tokens_total']}")
     return "\n".join(lines)
