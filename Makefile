@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export WANDB_MODE ?= offline
+export DS_BUILD_OPS := 0
+export DS_ACCELERATOR ?= cpu
 
-.PHONY: install demo test test-all calibrate bench clean
+.PHONY: install demo test test-all calibrate bench clean train bench-packing
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +38,11 @@ bench: install
 
 clean:
 	rm -rf outputs .pytest_cache
+
+## SFT of the tiny CPU student on both arms of the bundled dataset (outputs/runs/)
+train: install
+	$(PY) train.py student=tiny_random fusion=adaptive
+	$(PY) train.py student=tiny_random fusion=rft
+
+bench-packing: install
+	$(PY) benchmarks/packing_efficiency.py

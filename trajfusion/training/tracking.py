@@ -1,0 +1,91 @@
+"""Metrics on rank 0: every logged value goes to `metrics.jsonl` in the run directory and to W&B.
+
+W&B conventions: project `wandb.project`, group = the experiment (`wandb.group`, default the run
+name), job_type `train`, name = run name, tags = the config group choices (`fusion:adaptive`, …),
+config = the resolved config plus `data_id`; online, the dataset is also an input artifact `dataset-<data_id>`. The run id is
+kept in the run directory, so a resumed run continues the same W&B run. With no API key (and no
+`wandb.mode`), W&B runs offline: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from trajfusion.training.schema import WandbConfig
+
+log = logging.getLogger(__name__)
+
+
+def wandb_mode(cfg: WandbConfig) -> str:
+    if not cfg.enabled:
+        return "disabled"
+    if cfg.mode:
+        return cfg.mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _read(Path.home() / ".netrc")
+    return "online" if has_key else "offline"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+class RunTracker(TrainerCallback):
+    """Writes metrics.jsonl and mirrors it to W&B; does nothing on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, cfg: WandbConfig, run_name: str, resolved: dict, tags: list[str],
+                 dataset_dir: Path, data_id: str, is_main: bool):
+        self.run_dir, self.cfg, self.is_main = run_dir, cfg, is_main
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.run = None
+        if not is_main:
+            return
+        mode = wandb_mode(cfg)
+        if mode == "disabled":
+            return
+        import wandb
+
+        id_file = run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+        id_file.write_text(run_id)
+        self.run = wandb.init(
+            project=cfg.project, entity=cfg.entity, group=cfg.group or run_name, job_type=cfg.job_type, name=run_name,
+            tags=sorted(set(tags) | set(cfg.tags)), config=resolved, id=run_id, resume="allow", dir=str(run_dir),
+            mode=mode,
+        )
+        self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir)}, allow_val_change=True)
+        if mode == "online":  # W&B cannot record an input artifact offline; data_id is in the config either way
+            artifact = wandb.Artifact(f"dataset-{data_id}", type="dataset", metadata={"data_id": data_id, "path": str(dataset_dir)})
+            for name in ("data.jsonl", "manifest.json"):
+                artifact.add_reference(f"file://{dataset_dir / name}", name=name)
+            self.run.use_artifact(artifact)
+        log.info("W&B run %s (%s mode) in %s", run_id, mode, run_dir)
+
+    def record(self, metrics: dict, step: int) -> None:
+        if not self.is_main:
+            return
+        line = {"step": step, "time": round(time.time(), 3), **metrics}
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, sort_keys=True) + "\n")
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            self.record({f"train/{k}" if "/" not in k else k: v for k, v in logs.items()}, state.global_step)
+
+    def finish(self, summary: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(summary)
+            self.run.finish()

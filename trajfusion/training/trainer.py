@@ -1,0 +1,242 @@
+"""train.py's work: config → dataset (resolved by data_id) → tokens → packed sequences → HF Trainer
+(+ DeepSpeed) → HF-format checkpoint, metrics.jsonl and manifest in the run directory.
+
+The run directory is the resume key: re-running the same command finds the newest complete
+checkpoint there and continues (optimizer, scheduler, RNG, data position, W&B run). A different
+config in the same directory is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from trajfusion.io import content_hash, read_json, read_jsonl, write_json
+from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
+from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
+from trajfusion.training.students import load_model, load_tokenizer, prepare_tokenizer
+from trajfusion.training.tokenise import TokenisedRow, load_template, tokenise_row
+from trajfusion.training.tracking import RunTracker
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"  # written last in an HF checkpoint: its presence means complete
+UNFINGERPRINTED = ("wandb", "progress", "plots")
+RUNTIME_ONLY = ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file", "save_final")
+
+
+def world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def config_fingerprint(resolved: dict) -> str:
+    """What must match for a run directory to be resumed: everything that shapes the training."""
+    kept = {k: v for k, v in resolved.items() if k not in UNFINGERPRINTED and k != "hydra"}
+    kept["training"] = {k: v for k, v in resolved.get("training", {}).items() if k not in RUNTIME_ONLY}
+    return content_hash(kept)
+
+
+def claim_run_dir(run_dir: Path, resolved: dict) -> None:
+    marker = run_dir / "run_config.json"
+    fingerprint = config_fingerprint(resolved)
+    if marker.exists():
+        previous = read_json(marker)
+        if previous["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"{run_dir} holds a run with a different config (fingerprint {previous['fingerprint']} ≠ {fingerprint}); "
+                "pick another run_name=… or hydra.run.dir=…"
+            )
+    else:
+        write_json(marker, {"fingerprint": fingerprint, "config": resolved})
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    done = [p for p in run_dir.glob("checkpoint-*") if (p / TRAINER_STATE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig) -> tuple[list[TokenisedRow], dict]:
+    """Tokenised rows and what happened to them. Rows never exceed max_seq_len by construction (the
+    data stage budgets them); with the exact tokenizer an overflow is a bug and stops the run, with
+    the bytes/3 proxy it is counted and skipped."""
+    rows, overflow = [], []
+    for _, row in read_jsonl(dataset_dir / "data.jsonl"):
+        sample = tokenise_row(row, tokenizer, template, cfg.fusion.loss_on_errors)
+        (overflow if len(sample) > cfg.student.max_seq_len else rows).append(sample)
+    if overflow and cfg.length_policy.tokenizer is not None:
+        raise AssertionError(
+            f"{len(overflow)} rows exceed max_seq_len={cfg.student.max_seq_len} although the data stage counted with "
+            f"this tokenizer ({cfg.length_policy.tokenizer}); first: {overflow[0].row_id} with {len(overflow[0])} tokens"
+        )
+    if overflow:
+        log.warning("skipped %d rows longer than %d tokens (the data stage's bytes/3 proxy under-counted them)",
+                    len(overflow), cfg.student.max_seq_len)
+    labelled = sum(sum(t != -100 for t in r.labels) for r in rows)
+    report = {"rows": len(rows), "skipped_overlong": len(overflow), "tokens": sum(map(len, rows)), "labelled_tokens": labelled}
+    return rows, report
+
+
+class ThroughputTrainer(Trainer):
+    """HF Trainer that strips the collators' statistics from the inputs and logs tokens/s, the real
+    (non-pad) share of the batch tensors and the fill of the packed sequences."""
+
+    def __init__(self, *args, capacity: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capacity = capacity
+        self._counts = torch.zeros(3, dtype=torch.float64)
+        self._since = time.perf_counter()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stats = [inputs.pop(k) for k in STAT_KEYS]
+        self._counts += torch.tensor([float(s) for s in stats], dtype=torch.float64)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: every rank reaches it at the same step
+            counts = self._counts.to(self.args.device)
+            if self.args.world_size > 1:
+                counts = self.accelerator.reduce(counts, reduction="sum")
+            real, tensor, sequences = counts.tolist()
+            elapsed = time.perf_counter() - self._since
+            logs["tokens_per_s"] = round(real / elapsed, 1) if elapsed > 0 else 0.0
+            logs["real_token_share"] = round(real / tensor, 4) if tensor else 0.0
+            logs["pack_fill"] = round(real / (sequences * self.capacity), 4) if sequences else 0.0
+            logs["tokens"] = int(real)
+            self._counts.zero_()
+            self._since = time.perf_counter()
+        super().log(logs, start_time)
+
+
+class PreemptionCallback(TrainerCallback):
+    """Save and stop at the next step boundary when SLURM's pre-timeout signal arrives (SIGUSR1 to
+    the process, or the stop file the sbatch trap writes to the shared run directory). The flag is
+    all-reduced so every rank saves the same step."""
+
+    def __init__(self, stop_file: Path):
+        self.stop_file = stop_file
+        self.signalled = False
+        self.preempted = False
+        try:
+            signal.signal(signal.SIGUSR1, self._handle)
+        except ValueError:  # not the main thread (e.g. some test runners)
+            pass
+
+    def _handle(self, signum, frame) -> None:
+        self.signalled = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = torch.tensor([float(self.signalled or self.stop_file.exists())])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = flag.to(args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() > 0:
+            log.warning("pre-emption requested: saving a checkpoint at step %d and stopping", state.global_step)
+            self.preempted = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def training_arguments(cfg: TrainConfig, run_dir: Path, world_size: int) -> TrainingArguments:
+    s, t = cfg.student, cfg.training
+    cuda = torch.cuda.is_available()
+    deepspeed = dict(cfg.deepspeed.config) if cfg.deepspeed.config else None
+    # On CPU, several ranks talk through gloo (with DeepSpeed too: DS_ACCELERATOR=cpu).
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=s.micro_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps(s.global_batch_size, s.micro_batch_size, world_size),
+        learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=t.max_steps, warmup_steps=s.warmup_ratio,
+        lr_scheduler_type=s.lr_scheduler, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
+        bf16=s.bf16 and cuda, gradient_checkpointing=s.gradient_checkpointing and cuda,
+        logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False,
+        dataloader_num_workers=t.dataloader_workers, use_cpu=not cuda,
+        ddp_backend="gloo" if not cuda and world_size > 1 else None, deepspeed=deepspeed,
+        disable_tqdm=not cfg.progress,
+    )
+
+
+def save_final(trainer: Trainer, tokenizer, template: str, out_dir: Path) -> None:
+    """HF-format model + tokenizer whose chat template is the training template (vLLM, lm-eval)."""
+    trainer.model.config.use_cache = True  # off for packed training only; generation wants it
+    trainer.save_model(str(out_dir))
+    if trainer.args.process_index == 0:
+        tokenizer.chat_template = template
+        tokenizer.save_pretrained(str(out_dir))
+        (out_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+
+
+def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, str]) -> Path:
+    """Train one student; returns the final checkpoint directory (or the run directory if pre-empted)."""
+    from trajfusion.stages import build_dataset
+
+    started = time.perf_counter()
+    rank, world_size = world()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = training_arguments(cfg, run_dir, world_size)  # initialises torch.distributed when launched by torchrun
+    template = load_template(cfg.student.template)
+    stop_file = run_dir / cfg.training.stop_file
+    with args.main_process_first(local=False, desc="dataset and tokenizer"):  # global rank 0 builds, the others reuse
+        if rank == 0:
+            claim_run_dir(run_dir, resolved)
+            stop_file.unlink(missing_ok=True)  # a stop file from the previous (pre-empted) job
+        prepare_tokenizer(cfg.student)  # the data stage counts the budget with it
+        dataset_dir = build_dataset(build_config_of_train(cfg), resolved, allow_sampling=False)
+    data_id = read_json(dataset_dir / "manifest.json")["data_id"]
+    tokenizer = load_tokenizer(cfg.student)
+    rows, token_report = tokenise_dataset(dataset_dir, tokenizer, template, cfg)
+    if not rows:
+        raise ValueError(f"{dataset_dir}: no trainable rows")
+    sequences = SequenceDataset(rows, cfg.student.max_seq_len, cfg.training.packing)
+    collator = PackedCollator() if cfg.training.packing else PaddedCollator(tokenizer.pad_token_id)
+    log.info("dataset %s: %d rows → %d sequences (fill %.4f of %d tokens); ranks=%d, accumulation=%d",
+             data_id, len(rows), len(sequences), sequences.fill, cfg.student.max_seq_len, world_size,
+             args.gradient_accumulation_steps)
+
+    model = load_model(cfg.student, tokenizer, cfg.seed)
+    tags = [f"{group}:{choice}" for group, choice in sorted(choices.items()) if choice and not group.startswith("hydra")]
+    tracker = RunTracker(run_dir, cfg.wandb, cfg.run_name, resolved, tags, dataset_dir, data_id, is_main=rank == 0)
+    preemption = PreemptionCallback(stop_file)
+    trainer = ThroughputTrainer(
+        model=model, args=args, train_dataset=sequences, data_collator=collator, processing_class=tokenizer,
+        callbacks=[tracker, preemption], capacity=cfg.student.max_seq_len,
+    )
+    checkpoint = last_complete_checkpoint(run_dir) if cfg.training.resume else None
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    final_dir = run_dir / "final"
+    if not preemption.preempted and cfg.training.save_final:
+        save_final(trainer, tokenizer, template, final_dir)
+    manifest = {
+        "data_id": data_id, "dataset_dir": str(dataset_dir), "run_name": cfg.run_name, "run_dir": str(run_dir),
+        "final_checkpoint": str(final_dir) if final_dir.exists() else None, "preempted": preemption.preempted,
+        "resumed_from": str(checkpoint) if checkpoint else None, "global_step": trainer.state.global_step,
+        "world_size": world_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "tokenisation": token_report, "sequences": len(sequences), "pack_fill": round(sequences.fill, 4),
+        "train_metrics": result.metrics, "deepspeed": asdict(cfg.deepspeed), "wall_time_s": round(time.perf_counter() - started, 2),
+        "config": resolved,
+    }
+    if rank == 0:
+        write_json(run_dir / "manifest.json", manifest)
+        if final_dir.exists():
+            shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics})
+    return final_dir if final_dir.exists() else run_dir
+
+
+def build_config_of_train(cfg: TrainConfig):
+    """The data-stage config of this train config (the nodes build_data.py composes)."""
+    from omegaconf import OmegaConf
+
+    return build_config_of(OmegaConf.structured(cfg))
