@@ -131,3 +131,9 @@ def test_killed_run_resumes_without_redoing_verification(tmp_path):
     report = json.loads(next(tmp_path.glob("pools/*/verified-*.report.json")).read_text())
     assert report["answer_checks"]["cache_hits"] + report["grouping_checks"]["cache_hits"] >= done_before
     assert len(list((tmp_path / "fused").iterdir())) == 1
+
+
+def test_training_never_starts_teacher_sampling(compose):
+    cfg = compose("teacher=smollm2_135m", "data=gsm8k_train", "data.limit=2")
+    with pytest.raises(ValueError, match="no sampled pool for teacher 'smollm2_135m'.*python build_data.py data=gsm8k_train teacher=smollm2_135m"):
+        build_dataset(cfg, allow_sampling=False)

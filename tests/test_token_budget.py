@@ -39,4 +39,25 @@ def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
     rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
     assert rows and all(r["n_tokens"] <= 1500 for r in rows)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["identity"]["budget"]["tokenizer"] == str(tokenizer_dir)
+    assert manifest["identity"]["budget"]["tokenizer"].startswith("sha256:")
+
+
+def test_data_id_follows_tokenizer_content_not_its_path(compose, tokenizer_dir, tmp_path):
+    import shutil
+
+    from trajfusion.stages import dataset_dir, load_prompts
+
+    def data_id(tok):
+        cfg = compose(f"length_policy.tokenizer={tok}")
+        return dataset_dir(cfg, load_prompts(cfg))[0]
+
+    copy = tmp_path / "moved_tokenizer"
+    shutil.copytree(tokenizer_dir, copy)
+    assert data_id(tokenizer_dir) == data_id(copy) != data_id("org/some-hub-tokenizer")
+
+
+def test_hub_tokenizer_ids_are_not_turned_into_paths():
+    from trajfusion.stages import _tokenizer_source, tokenizer_identity
+
+    assert _tokenizer_source("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
+    assert tokenizer_identity("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"

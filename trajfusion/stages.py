@@ -78,7 +78,7 @@ def data_identity(cfg: BuildDataConfig, prompts: dict) -> dict:
         "verifier": content_hash(verifier_identity(cfg)),
         "fusion": {k: v for k, v in asdict(cfg.fusion).items() if k not in ("prompts_file", "loss_on_errors")},
         "prompts": content_hash(prompts),
-        "budget": {"max_tokens": lp.max_tokens, "tokenizer": lp.tokenizer, "overhead_tokens": lp.overhead_tokens},
+        "budget": {"max_tokens": lp.max_tokens, "tokenizer": tokenizer_identity(lp.tokenizer), "overhead_tokens": lp.overhead_tokens},
         "correct": cfg.selector.correct,
         "seed": cfg.seed,
     }
@@ -272,6 +272,24 @@ def load_prompts(cfg: BuildDataConfig) -> dict:
     return {k: prompts[k] for k in ("version", "reflections", "feedback")}
 
 
+def _tokenizer_source(tokenizer: str) -> str:
+    """A local tokenizer directory (absolute, or relative to cwd / the project), else a hub id as given."""
+    local = resolve_path(tokenizer)
+    return str(local) if local.exists() else tokenizer
+
+
+def tokenizer_identity(tokenizer: str | None) -> str | None:
+    """What the budget depends on: a local tokenizer's *content* (so data_id survives moving the data
+    root), or the hub id."""
+    if tokenizer is None:
+        return None
+    local = resolve_path(tokenizer)
+    if not local.is_dir():
+        return tokenizer
+    files = sorted(p for p in local.iterdir() if p.is_file() and p.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")))
+    return "sha256:" + content_hash({p.name: sha256_file(p) for p in files}, length=16)
+
+
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     """Tokens of a text with the student's tokenizer, or a documented proxy: UTF-8 bytes / 3.
 
@@ -282,7 +300,7 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
         return functools.lru_cache(maxsize=None)(lambda text: math.ceil(len(text.encode("utf-8")) / 3))
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(resolve_path(tokenizer)))
+    tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer))
     return functools.lru_cache(maxsize=None)(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
 
 
