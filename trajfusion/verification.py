@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -56,11 +57,24 @@ def _hang_forever() -> None:
         time.sleep(3600)
 
 
-def _worker_main(conn, timeout_s: int, test_hooks: bool) -> None:
+def _exit_with_owner(alive) -> None:
+    """Watchdog thread: a worker stuck in a long sympy call would outlive a
+    SIGKILLed pool owner (and, under forkserver, keep the server alive too).
+    ``alive`` is a pipe whose only write end the owner holds and never writes
+    to, so EOF means the owner is gone or dropped this worker."""
+    try:
+        alive.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
+
+
+def _worker_main(conn, alive, timeout_s: int, test_hooks: bool) -> None:
     """Worker loop: receive a chunk ``[(idx, gold, pred), ...]`` and stream back
     one ``(idx, verdict_value)`` per item so the parent always knows which item
     is running.  ``None`` or a closed pipe ends the loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    threading.Thread(target=_exit_with_owner, args=(alive,), daemon=True).start()
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -104,11 +118,12 @@ def _default_context() -> mp.context.BaseContext:
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "ready", "pending", "started_at", "born")
+    __slots__ = ("proc", "conn", "alive", "ready", "pending", "started_at", "born")
 
-    def __init__(self, proc, conn):
+    def __init__(self, proc, conn, alive):
         self.proc = proc
         self.conn = conn
+        self.alive = alive  # write end of the owner-liveness pipe; never written
         self.ready = False
         self.pending: deque = deque()  # items sent and not yet answered, in order
         self.started_at = 0.0  # when the current (first pending) item started
@@ -168,6 +183,7 @@ class VerifierPool:
         self._pool: list[_Worker] = []
         self._startup_failures = 0
         self._closed = False
+        self._boot_thread = None
 
         self._db: sqlite3.Connection | None = None
         self._db_buffer: list[tuple[str, str, str, str]] = []
@@ -175,9 +191,15 @@ class VerifierPool:
         if cache_path is not None:
             self._open_db(Path(cache_path))
         if self.workers > 0:
-            # Boot now: workers import sympy while the caller prepares its data.
+            # Boot in the background: starting the (forkserver) workers blocks
+            # ~0.5 s on the sympy/math-verify import, which can overlap with the
+            # caller preparing its pairs and with check_many's in-process part.
             self._ctx = _default_context()
-            self._pool = [self._start_worker() for _ in range(self.workers)]
+            self._boot_error: BaseException | None = None
+            self._boot_thread: threading.Thread | None = threading.Thread(
+                target=self._boot, name="trajfusion-verifier-boot", daemon=True
+            )
+            self._boot_thread.start()
 
     # ---------------------------------------------------------------- sqlite
     def _open_db(self, path: Path) -> None:
@@ -224,24 +246,42 @@ class VerifierPool:
         self._db_buffer.clear()
 
     # --------------------------------------------------------------- workers
+    def _boot(self) -> None:
+        try:
+            for _ in range(self.workers):
+                self._pool.append(self._start_worker())
+        except BaseException as exc:  # noqa: BLE001 - re-raised by _join_boot
+            self._boot_error = exc
+
+    def _join_boot(self) -> None:
+        if self._boot_thread is None:
+            return
+        self._boot_thread.join()
+        self._boot_thread = None
+        if self._boot_error is not None:
+            raise RuntimeError("could not start verifier workers") from self._boot_error
+
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        alive_r, alive_w = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(child_conn, self._check_timeout, self._test_hooks),
+            args=(child_conn, alive_r, self._check_timeout, self._test_hooks),
             daemon=True,
             name="trajfusion-verifier",
         )
         proc.start()
         child_conn.close()
-        return _Worker(proc, parent_conn)
+        alive_r.close()
+        return _Worker(proc, parent_conn, alive_w)
 
     @staticmethod
     def _kill(w: _Worker) -> None:
-        try:
-            w.conn.close()
-        except OSError:
-            pass
+        for c in (w.conn, w.alive):
+            try:
+                c.close()
+            except OSError:
+                pass
         if w.proc.is_alive():
             w.proc.terminate()
             w.proc.join(0.5)
@@ -295,6 +335,7 @@ class VerifierPool:
                 if self.workers == 0:
                     self._run_inline(to_compute, desc)
                 else:
+                    self._join_boot()
                     self._run_parallel(to_compute, desc)
             except BaseException:
                 # e.g. Ctrl-C: busy workers would later send stale results.
@@ -325,14 +366,19 @@ class VerifierPool:
                 bar.update(1)
 
     def _run_parallel(self, keys: list[tuple[str, str]], desc: str) -> None:
-        # Same gold next to each other: a worker then reuses its gold parse.
-        queue: deque[int] = deque(sorted(range(len(keys)), key=lambda i: keys[i]))
+        # Longest predictions first: cost grows with length (latex parsing of
+        # long junk answers dominates), and doing the heavy items first leaves
+        # cheap ones to even out the workers at the end.
+        queue: deque[int] = deque(
+            sorted(range(len(keys)), key=lambda i: (-len(keys[i][1]), keys[i]))
+        )
         n_workers = max(1, len(self._pool))
 
         def take_chunk() -> list[int]:
-            """Guided self-scheduling: big chunks while much is left (few
-            messages), single items near the end (no straggling chunk)."""
-            size = self.chunk_size or max(1, min(32, len(queue) // (2 * n_workers)))
+            """Guided self-scheduling: chunks shrink with the queue so no chunk
+            holds a large share of the remaining work (single items at the
+            end); up to 32 items per message while the queue is long."""
+            size = self.chunk_size or max(1, min(32, len(queue) // (32 * n_workers)))
             return [queue.popleft() for _ in range(min(size, len(queue)))]
 
         def requeue(items) -> None:
@@ -443,6 +489,10 @@ class VerifierPool:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._join_boot()
+        except RuntimeError:
+            logger.debug("verifier worker start-up had failed", exc_info=True)
         for w in self._pool:
             try:
                 w.conn.send(None)

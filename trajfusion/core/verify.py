@@ -29,9 +29,21 @@ from math_verify.errors import TimeoutException
 
 logger = logging.getLogger(__name__)
 
-#: Bump whenever the verdict for some (gold, pred) pair may change (extraction
-#: is not covered: only normalize_answer + check).  Part of on-disk cache keys.
-VERIFIER_VERSION = "tf-verify-1+math-verify-0.9.0"
+
+def _math_verify_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("math-verify")
+    except Exception:  # noqa: BLE001 - metadata missing in odd installs
+        return "unknown"
+
+
+#: Bump the "tf-verify-N" part whenever the verdict for some (gold, pred) pair
+#: may change (extraction is not covered: only normalize_answer + check).  The
+#: installed math-verify version is appended since its upgrades change verdicts
+#: too.  Part of on-disk cache keys.
+VERIFIER_VERSION = f"tf-verify-1+math-verify-{_math_verify_version()}"
 
 
 class Verdict(str, Enum):
@@ -272,7 +284,6 @@ def normalize_answer(ans: str) -> str:
 # Plain decimal numbers, optionally with 3-digit thousands groups, which is
 # exactly how math-verify reads "1,000" (while "1,5" is the set {1, 5}).
 _PLAIN_NUM_RE = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
-_PLAIN_INT_RE = re.compile(r"^-?\d+$")
 _WORDS_RE = re.compile(r"^[A-Za-z]+(?: [A-Za-z]+)*$")
 
 
@@ -288,7 +299,7 @@ def _as_latex(norm: str) -> str:
     return "$" + norm + "$"
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)  # junk answers can parse to large trees
 def _parse_cached(latex: str, timeout_s: int | None) -> tuple[str, tuple]:
     """("ok", parsed) | ("timeout", ()) | ("error", ()).  Cached because a worker
     sees the same gold for every sample of a problem; failures are cached too

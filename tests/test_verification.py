@@ -1,0 +1,143 @@
+"""VerifierPool: same verdicts as inline check(), ordering, memo and sqlite
+cache, and survival of a worker that hangs beyond math-verify's timeout.
+
+Hangs are made deterministic with the pool's documented test hook: with
+TRAJFUSION_VERIFY_TEST_HOOKS=1 in the environment when the pool is created, a
+pair whose gold is HANG_SENTINEL blocks its worker forever with SIGALRM
+ignored (what a sympy call stuck in C code looks like to math-verify).
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_verify import CHECK_TABLE
+from trajfusion.core.verify import Verdict, check
+from trajfusion.verification import HANG_SENTINEL, TEST_HOOKS_ENV, VerifierPool
+
+REPO = Path(__file__).resolve().parents[1]
+C, I, U = Verdict.CORRECT, Verdict.INCORRECT, Verdict.UNKNOWN
+PAIRS = [(g, p) for g, p, _ in CHECK_TABLE]
+
+
+def test_pool_matches_inline_check_and_preserves_order():
+    expected = [check(g, p) for g, p in PAIRS]
+    # duplicates (also equal only after normalisation) and reversed order
+    pairs = PAIRS + PAIRS[::-1] + [(r"\dfrac{1}{2}", "$0.5$"), (r"\frac{1}{2}", "0.5")]
+    want = expected + expected[::-1] + [C, C]
+    with VerifierPool(workers=2, progress=False) as pool:
+        got = pool.check_many(pairs)
+        assert got == want
+        st = pool.stats
+        assert st["requested"] == len(pairs)
+        assert st["requested"] == st["memo_hits"] + st["fast_path"] + st["cache_hits"] + st["computed"]
+        assert st["memo_hits"] >= len(PAIRS) + 2
+        assert st["hard_timeouts"] == 0 and st["worker_crashes"] == 0
+        # a second call is served from memory
+        computed = st["computed"]
+        assert pool.check_many(PAIRS[:5]) == expected[:5]
+        assert pool.stats["computed"] == computed
+
+
+def test_inline_mode_and_empty_input():
+    with VerifierPool(workers=0, progress=False) as pool:
+        assert pool.check_many([]) == []
+        assert pool.check_many(PAIRS[:12]) == [check(g, p) for g, p in PAIRS[:12]]
+
+
+def test_sqlite_cache_resume(tmp_path):
+    db = tmp_path / "verdicts.sqlite"
+    with VerifierPool(workers=2, cache_path=db, progress=False) as pool:
+        first = pool.check_many(PAIRS)
+        n = pool.stats["computed"]
+    assert n > 0
+    with VerifierPool(workers=2, cache_path=db, progress=False) as pool:
+        assert pool.check_many(PAIRS) == first
+        assert pool.stats["computed"] == 0
+        assert pool.stats["cache_hits"] == n
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == n
+
+
+def test_hang_is_killed_and_pool_keeps_working(monkeypatch, tmp_path):
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    db = tmp_path / "v.sqlite"
+    # one worker and one big chunk: items queued behind the hang in the same
+    # chunk must be handed to the fresh worker, none lost or duplicated.
+    pairs = [("1", "2/2"), ("2", "x=2"), (HANG_SENTINEL, "1"), ("9", "\\sqrt{81}"), ("4", "x+1")]
+    with VerifierPool(workers=1, timeout_s=1, grace_s=0.5, cache_path=db,
+                      progress=False, chunk_size=100) as pool:
+        t0 = time.monotonic()
+        got = pool.check_many(pairs)
+        elapsed = time.monotonic() - t0
+        assert got == [C, C, U, C, I]
+        assert elapsed < 1.5 + 4.0  # hard timeout + generous start-up slack
+        assert pool.stats["hard_timeouts"] == 1
+        # the replacement worker serves further calls
+        assert pool.check_many([("3", "\\frac{6}{2}"), ("3", "y")]) == [C, I]
+    # the hard-timeout UNKNOWN is cached, so a re-run does not hang again
+    with VerifierPool(workers=1, timeout_s=1, grace_s=0.5, cache_path=db, progress=False) as pool:
+        assert pool.check_many([(HANG_SENTINEL, "1")]) == [U]
+        assert pool.stats["cache_hits"] == 1 and pool.stats["computed"] == 0
+
+
+def test_two_hangs_with_two_workers(monkeypatch):
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    pairs = [(HANG_SENTINEL, "1"), (HANG_SENTINEL, "2")] + PAIRS[:20]
+    with VerifierPool(workers=2, timeout_s=1, grace_s=0.3, progress=False, chunk_size=1) as pool:
+        got = pool.check_many(pairs)
+    assert got[:2] == [U, U]
+    assert got[2:] == [check(g, p) for g, p in PAIRS[:20]]
+    assert pool.stats["hard_timeouts"] == 2
+
+
+def test_killed_run_keeps_committed_verdicts(tmp_path):
+    """A run SIGKILLed while stuck keeps what it finished (time-based commits)."""
+    db = tmp_path / "v.sqlite"
+    done = [(str(k), str(k + 1) + "/1") for k in range(10)] + [("7", "x"), ("8", "\\sqrt{64}")]
+    script = textwrap.dedent(
+        f"""
+        from trajfusion.verification import VerifierPool, HANG_SENTINEL
+        if __name__ == "__main__":
+            pool = VerifierPool(workers=1, timeout_s=60, cache_path={str(db)!r},
+                                progress=False, chunk_size=1)
+            pool.check_many({done!r} + [(HANG_SENTINEL, "1")])
+        """
+    )
+    env = dict(os.environ, **{TEST_HOOKS_ENV: "1"})
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=str(tmp_path))
+    try:
+        deadline = time.monotonic() + 30
+        rows = 0
+        while time.monotonic() < deadline and rows < 2:
+            time.sleep(0.25)
+            if db.exists():
+                try:
+                    with sqlite3.connect(db) as con:
+                        rows = con.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+                except sqlite3.OperationalError:
+                    rows = 0
+        assert proc.poll() is None, "run should still be stuck on the hanging item"
+    finally:
+        proc.kill()
+        proc.wait()
+    # two pairs need math-verify ("x" and "\sqrt{64}"); the rest are exact fast paths
+    assert rows == 2
+    with VerifierPool(workers=1, cache_path=db, progress=False) as pool:
+        assert pool.check_many(done) == [I] * 10 + [I, C]
+        assert pool.stats["computed"] == 0 and pool.stats["cache_hits"] == 2
+
+
+def test_closed_pool_refuses_work():
+    pool = VerifierPool(workers=1, progress=False)
+    pool.close()
+    pool.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        pool.check_many([("1", "1")])
