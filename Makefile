@@ -46,3 +46,8 @@ train: install
 
 bench-packing: install
 	$(PY) benchmarks/packing_efficiency.py
+
+.PHONY: eval
+## SmolLM2-135M on 20 MATH-500 problems with the project's lm-eval tasks (outputs/eval/)
+eval: install
+	$(PY) evaluate.py student=smollm2_135m benchmark=math500 benchmark.limit=20 benchmark.max_new_tokens=256

@@ -1,0 +1,34 @@
+"""Benchmark a student or checkpoint on the project's lm-eval tasks, graded by the project's verifier.
+
+    python evaluate.py student=smollm2_135m benchmark=math500 benchmark.limit=20 benchmark.max_new_tokens=256
+    python evaluate.py student=llama3_8b ckpt=outputs/runs/<run>/final benchmark=paper_main backend=vllm
+    python evaluate.py student=qwen2p5_math_7b_32k ckpt=PATH benchmark=long_form backend.name=vllm backend.data_parallel_size=8
+
+Writes results.json, results.md and samples/<task>.jsonl to the Hydra run directory and logs W&B.
+"""
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from trajfusion.cli import fail_cleanly
+from trajfusion.evaluation.schema import register_eval_configs, to_eval_config
+
+register_eval_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> dict:
+    from trajfusion.evaluation.runner import evaluate
+
+    hydra_cfg = HydraConfig.get()
+    return fail_cleanly(lambda: evaluate(
+        to_eval_config(cfg), OmegaConf.to_container(cfg, resolve=True), Path(hydra_cfg.runtime.output_dir),
+        dict(hydra_cfg.runtime.choices),
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The compare command on two synthetic runs with a known difference: paper-style table, intervals that
+contain the observed difference, the paper's numbers beside, and a bar chart."""
+
+import random
+
+import pytest
+
+from trajfusion.evaluation.compare import compare_runs, format_table, main, paper_numbers
+from trajfusion.evaluation.outputs import write_run
+from trajfusion.evaluation.schema import shipped_tasks
+
+SIX = ["tf_math", "tf_gsm8k", "tf_college_math", "tf_deepmind_mathematics", "tf_olympiadbench", "tf_theoremqa"]
+
+
+def fake_run(run_dir, name, accuracy_by_task, n=120, seed=0):
+    rng = random.Random(seed)
+    samples, tasks = {}, {}
+    for task, acc in accuracy_by_task.items():
+        rows = [{"task": task, "problem_id": f"{task}-{i}", "sample_index": 0, "verdict": "correct" if i < round(acc * n) else "incorrect",
+                 "n_tokens": rng.randint(10, 20)} for i in range(n)]
+        samples[task] = rows
+        tasks[task] = {"metric": "pass@1", "accuracy": acc, "n_problems": n, "samples_per_problem": 1, "unknown_rate": 0.0,
+                       "no_answer_rate": 0.0, "mean_output_tokens": 15.0, "hit_max_new_tokens_rate": 0.0}
+    write_run(run_dir, {"run_name": name, "benchmark": "paper_main", "model": name, "template": "base_plain",
+                        "backend": "hf", "tasks": tasks, "average_pass_at_1": sum(accuracy_by_task.values()) / len(tasks)},
+              samples)
+    return run_dir
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    base = fake_run(tmp_path / "rft", "rft", {t: 0.30 for t in SIX})
+    better = fake_run(tmp_path / "tf", "tf", {t: 0.30 + 0.05 * (i + 1) for i, t in enumerate(SIX)})
+    return base, better
+
+
+def test_intervals_contain_the_observed_difference_and_paper_numbers_sit_beside(two_runs):
+    comparison = compare_runs(list(two_runs), ["RFT", "TrajFusion"], paper="llama3_8b/15k", iterations=2000)
+    rows = {r["task"]: r for r in comparison["rows"]}
+    for i, task in enumerate(SIX):
+        d = rows[task]["diffs"]["TrajFusion"]
+        assert d["diff"] == pytest.approx(5.0 * (i + 1))
+        assert d["low"] <= d["diff"] <= d["high"] and d["high"] - d["low"] > 0
+    avg = rows["average"]["diffs"]["TrajFusion"]
+    assert avg["diff"] == pytest.approx(17.5) and avg["low"] < 17.5 < avg["high"] and avg["low"] > 0
+    assert rows["tf_math"]["paper"] == [29.5, 36.6]
+    assert rows["average"]["paper"][1] == pytest.approx(33.98, abs=0.01)
+    table = format_table(comparison)
+    assert "| tf_math | pass@1 | 30.0 | 35.0 | +5.0 [" in table and "| 29.5 | 36.6 | +7.1 |" in table
+
+
+def test_cli_prints_the_table_and_writes_a_bar_chart(two_runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main([str(p) for p in two_runs] + ["--out", str(out), "--iterations", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "Δ" in printed and "tf_theoremqa" in printed
+    png = (out / "compare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert (out / "compare.json").exists() and (out / "compare.md").read_text() == printed
+
+
+def test_one_run_or_unknown_paper_setting_is_refused(two_runs):
+    with pytest.raises(ValueError, match="at least two"):
+        compare_runs([two_runs[0]])
+    with pytest.raises(ValueError, match="llama3_8b/15k"):
+        compare_runs(list(two_runs), paper="llama3_8b/50k")
+
+
+def test_paper_numbers_name_only_shipped_tasks_and_match_the_paper_averages():
+    numbers = paper_numbers()
+    tasks = set(shipped_tasks())
+    assert set(numbers["columns"].values()) <= tasks
+    for name, row in numbers["rows"].items():
+        assert set(row) - {"average"} <= tasks, name
+        if "average" in row:
+            assert sum(row[t] for t in SIX) / 6 == pytest.approx(row["average"], abs=0.051), name
+    for base, method in numbers["comparisons"].values():
+        assert base in numbers["rows"] and method in numbers["rows"]

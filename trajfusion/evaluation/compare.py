@@ -1,0 +1,166 @@
+"""Compare evaluation runs the way the paper does: per benchmark, each run's score, the difference to
+the first run with a paired-bootstrap 95% interval (resampling problems), and the paper's own numbers.
+
+    python -m trajfusion.evaluation.compare RUN_RFT RUN_TF [RUN_C ...] [--paper llama3_8b/15k] [--out DIR]
+
+Writes compare.md, compare.json and compare.png (bar chart) to --out (default: outputs/compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+from trajfusion.evaluation.metrics import bootstrap_means, mean, paired_deltas, percentile_interval, problem_scores
+from trajfusion.evaluation.outputs import load_run
+from trajfusion.io import atomic_write_bytes, write_json
+
+log = logging.getLogger(__name__)
+
+PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"
+AVERAGE = "average"
+
+
+def paper_numbers() -> dict:
+    return yaml.safe_load(PAPER_NUMBERS.read_text(encoding="utf-8"))
+
+
+def paper_pair(name: str | None) -> tuple[dict, dict] | None:
+    """(baseline row, method row) of the paper for a comparison name such as llama3_8b/15k."""
+    if not name:
+        return None
+    numbers = paper_numbers()
+    if name not in numbers["comparisons"]:
+        raise ValueError(f"--paper {name!r}: unknown; supported: {', '.join(numbers['comparisons'])}")
+    base, method = numbers["comparisons"][name]
+    return numbers["rows"][base], numbers["rows"][method]
+
+
+def compare_runs(run_dirs: list[str | Path], labels: list[str] | None = None, paper: str | None = None,
+                 iterations: int = 10000, seed: int = 0) -> dict:
+    """Scores (%), differences to the first run with paired-bootstrap intervals, and paper numbers."""
+    if len(run_dirs) < 2:
+        raise ValueError("compare needs at least two runs")
+    runs = [load_run(d) for d in run_dirs]
+    labels = labels or [results["run_name"] + f" ({Path(d).name})" for d, (results, _) in zip(run_dirs, runs)]
+    if len(labels) != len(runs):
+        raise ValueError("one label per run")
+    tasks = [t for t in runs[0][0]["tasks"] if all(t in results["tasks"] for results, _ in runs[1:])]
+    if not tasks:
+        raise ValueError("the runs share no task")
+    scores = [{t: problem_scores(samples[t]) for t in tasks} for _, samples in runs]
+    pair = paper_pair(paper)
+    rows, average_means = [], {label: [] for label in labels[1:]}
+    for task in tasks:
+        row = {"task": task, "metric": runs[0][0]["tasks"][task]["metric"],
+               "scores": {label: 100 * mean(list(s[task].values())) for label, s in zip(labels, scores)}, "diffs": {}}
+        for i, label in enumerate(labels[1:], start=1):
+            deltas = paired_deltas(scores[0][task], scores[i][task])
+            means = bootstrap_means(deltas, iterations, seed)
+            average_means[label].append(means)
+            ci = percentile_interval(means, mean(deltas), len(deltas))
+            row["diffs"][label] = {"diff": 100 * ci.diff, "low": 100 * ci.low, "high": 100 * ci.high,
+                                   "n_problems": ci.n_problems}
+        if pair:
+            row["paper"] = [pair[0].get(task), pair[1].get(task)]
+        rows.append(row)
+    average = {"task": AVERAGE, "metric": "mean over tasks",
+               "scores": {label: mean([r["scores"][label] for r in rows]) for label in labels}, "diffs": {}}
+    for label in labels[1:]:
+        means = sum(average_means[label]) / len(tasks)  # each bootstrap draw averaged over tasks
+        observed = mean([r["diffs"][label]["diff"] for r in rows]) / 100
+        ci = percentile_interval(means, observed, sum(r["diffs"][label]["n_problems"] for r in rows))
+        average["diffs"][label] = {"diff": 100 * ci.diff, "low": 100 * ci.low, "high": 100 * ci.high,
+                                   "n_problems": ci.n_problems}
+    if pair:
+        average["paper"] = [mean([pair[0][t] for t in tasks if t in pair[0]]) if any(t in pair[0] for t in tasks) else None,
+                            mean([pair[1][t] for t in tasks if t in pair[1]]) if any(t in pair[1] for t in tasks) else None]
+    return {"runs": [str(d) for d in run_dirs], "labels": labels, "paper": paper, "bootstrap_iterations": iterations,
+            "rows": rows + [average]}
+
+
+def _num(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def format_table(comparison: dict) -> str:
+    labels = comparison["labels"]
+    head = ["task", "metric", *labels]
+    head += [f"Δ {label} − {labels[0]} [95% CI]" for label in labels[1:]]
+    if comparison["paper"]:
+        head += ["paper baseline", "paper method", "paper Δ"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in comparison["rows"]:
+        cells = [row["task"], row["metric"], *[_num(row["scores"][label]) for label in labels]]
+        for label in labels[1:]:
+            d = row["diffs"][label]
+            cells.append(f"{d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]")
+        if comparison["paper"]:
+            base, method = row.get("paper") or [None, None]
+            cells += [_num(base), _num(method), f"{method - base:+.1f}" if base is not None and method is not None else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (f"\nScores in %. Intervals: paired bootstrap over problems ({comparison['bootstrap_iterations']} draws)."
+            + (f" Paper: {comparison['paper']} (PAPER.md Tables 1/3)." if comparison["paper"] else ""))
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def plot(comparison: dict, path: Path) -> None:
+    """Grouped bars: one group per task, one bar per run; the paper's values as markers when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, labels = comparison["rows"], comparison["labels"]
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows) * len(labels)), 4))
+    for i, label in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(xs, [r["scores"][label] for r in rows], width, label=label)
+        if comparison["paper"] and i < 2:
+            paper = [(x, (r.get("paper") or [None, None])[i]) for x, r in zip(xs, rows)]
+            paper = [(x, v) for x, v in paper if v is not None]
+            if paper:
+                ax.scatter(*zip(*paper), marker="_", s=300, color="black", zorder=3,
+                           label="paper" if i == 0 else None)
+    ax.set_xticks(range(len(rows)), [r["task"].removeprefix("tf_") for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="evaluate.py run directories; the first is the baseline")
+    parser.add_argument("--labels", nargs="+", help="one name per run (default: run name and directory)")
+    parser.add_argument("--paper", help="the paper's comparison to show beside, e.g. llama3_8b/15k")
+    parser.add_argument("--out", default="outputs/compare", help="directory for compare.md/.json/.png")
+    parser.add_argument("--iterations", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        comparison = compare_runs(args.runs, args.labels, args.paper, args.iterations, args.seed)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    out = Path(args.out)
+    table = format_table(comparison)
+    atomic_write_bytes(out / "compare.md", table.encode("utf-8"))
+    write_json(out / "compare.json", comparison)
+    plot(comparison, out / "compare.png")
+    sys.stdout.write(table)
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

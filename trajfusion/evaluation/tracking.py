@@ -1,0 +1,47 @@
+"""W&B for an evaluation run: `eval/<task>/<metric>` scalars (also in the summary) and one samples table.
+Offline without an API key (`wandb sync <run_dir>/wandb/offline-run-*` later), like training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trajfusion.evaluation.training_api import wandb_mode
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("task", "problem_id", "sample_index", "prompt", "output", "extracted", "reference", "verdict", "n_tokens")
+
+
+def scalar_metrics(results: dict) -> dict[str, float]:
+    metrics = {}
+    for task, t in results["tasks"].items():
+        metrics[f"eval/{task}/{t['metric']}"] = t["accuracy"]
+        for key in ("unknown_rate", "no_answer_rate", "mean_output_tokens", "hit_max_new_tokens_rate"):
+            metrics[f"eval/{task}/{key}"] = t[key]
+    if results.get("average_pass_at_1") is not None:
+        metrics["eval/average/pass@1"] = results["average_pass_at_1"]
+    return metrics
+
+
+def log_to_wandb(cfg, run_dir: Path, resolved: dict, tags: list[str], results: dict,
+                 samples_by_task: dict[str, list[dict]], rows_per_task: int) -> str | None:
+    """Returns the W&B mode used (None when disabled)."""
+    mode = wandb_mode(cfg)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group or results["run_name"], job_type=cfg.job_type,
+                     name=results["run_name"], tags=sorted(set(tags) | set(cfg.tags)), config=resolved, dir=str(run_dir),
+                     mode=mode)
+    metrics = scalar_metrics(results)
+    table = wandb.Table(columns=list(TABLE_COLUMNS))
+    for rows in samples_by_task.values():
+        for row in rows[:rows_per_task]:
+            table.add_data(*[row.get(c) for c in TABLE_COLUMNS])
+    run.log({**metrics, "eval/samples": table})
+    run.summary.update(metrics)
+    run.finish()
+    log.info("W&B (%s) in %s", mode, run_dir / "wandb")
+    return mode
