@@ -20,11 +20,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## main job on the embedded default: both arms from the bundled pool, α calibration, plots
+## main job on the embedded default: pool → both datasets → SmolLM2-135M on each → MATH-500 slice → comparison
 demo: install
-	$(PY) calibrate_alpha.py
-	$(PY) build_data.py fusion=rft
-	$(PY) build_data.py
+	PY=$(abspath $(PY)) bash scripts/demo.sh
 
 ## the test suite CI runs (slow tests are included; gpu tests skip without CUDA)
 test: install
