@@ -29,7 +29,6 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 DEFAULT_POOL = REPO / "data/pools/math_l5_open.jsonl.gz"
-DEV_POOL = Path("/work/shared/data/trajectories/math_l5_zeroeval_multiteacher.jsonl")
 
 
 def _machine_busy_s() -> float:
@@ -75,8 +74,7 @@ def trajectory_text(sample: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=Path, default=None,
-                    help=f"trajectory pool (.jsonl or .jsonl.gz); default {DEFAULT_POOL.relative_to(REPO)}"
-                         f" or, while that does not exist, {DEV_POOL}")
+                    help=f"trajectory pool (.jsonl or .jsonl.gz); default {DEFAULT_POOL.relative_to(REPO)}")
     ap.add_argument("--limit-problems", type=int, default=150)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout-s", type=float, default=5.0)
@@ -93,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # math-verify logs a warning per internal timeout; they are counted, not shown.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-    path = args.pool
-    if path is None:
-        path = DEFAULT_POOL if DEFAULT_POOL.exists() else DEV_POOL
+    path = args.pool or DEFAULT_POOL
     rows = read_problems(path, args.limit_problems)
     golds, texts = [], []
     for row in rows:

@@ -14,7 +14,7 @@ from trajfusion.pipeline import compose, plan
 from trajfusion.training.schema import build_config_of, to_train_config
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER = Path("/work/shared/PAPER.md")
+PAPER = ROOT.parent / "shared" / "PAPER.md"  # the paper digest beside a checkout, when there is one
 
 
 def fake_sbatch(tmp_path):
