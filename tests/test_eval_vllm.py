@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers import cuda_available
+
 from trajfusion.evaluation.backends import (TaskRun, run_vllm_shards, shard_devices, shard_launches,
                                             vllm_model_args)
 
@@ -61,17 +63,8 @@ def test_shard_outputs_are_merged_in_benchmark_order_and_a_failed_shard_fails(tm
         run_vllm_shards([_fake_launch(tmp_path, 0, rows([0])), _fake_launch(tmp_path, 1, rows([1]), code=3)])
 
 
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+@pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
 def test_vllm_backend_evaluates_a_checkpoint_on_gpu(tmp_path):
     pytest.importorskip("vllm")
     model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")

@@ -4,19 +4,12 @@ import os
 
 import pytest
 
+from tests.helpers import cuda_available
+
 pytestmark = pytest.mark.gpu
 
 
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+@pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
 def test_vllm_teacher_samples_k_per_problem_reproducibly(compose):
     pytest.importorskip("vllm")
     model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")

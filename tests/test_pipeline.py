@@ -1,12 +1,13 @@
 """slurm/pipeline.sh against a fake sbatch: the job graph, afterok chain, overrides per stage; the data
 jobs rebuild exactly train.py's dataset config; presets carry the paper's numbers; the cost model."""
 
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import fake_sbatch
 
 from trajfusion.config import to_build_config
 from trajfusion.cost_model import estimate, load_assumptions, markdown_table, presets
@@ -17,17 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT.parent / "shared" / "PAPER.md"  # the paper digest beside a checkout, when there is one
 
 
-def fake_sbatch(tmp_path):
-    log = tmp_path / "sbatch.log"
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text(f'#!/bin/bash\necho "$@" >> {log}\nn=$(wc -l < {log}); echo "$((4200 + n));cluster"\n')
-    fake.chmod(0o755)
-    return log, {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
-
-
 def test_pipeline_chains_four_jobs_and_routes_overrides(tmp_path):
-    log, env = fake_sbatch(tmp_path)
+    log, env = fake_sbatch(tmp_path, ";cluster")
     out = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--shards", "4", "--nodes", "2",
                           "experiment=table1_trajfusion_llama3_8b_15k", "training.save_steps=50"],
                          env=env, capture_output=True, text=True, check=True)
@@ -45,7 +37,7 @@ def test_pipeline_chains_four_jobs_and_routes_overrides(tmp_path):
 
 
 def test_dry_run_submits_nothing_and_prints_graph_and_gpu_hours(tmp_path):
-    log, env = fake_sbatch(tmp_path)
+    log, env = fake_sbatch(tmp_path, ";cluster")
     out = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--dry-run", "--shards", "8", "experiment=table3_rft_32k"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert not log.exists()
@@ -57,7 +49,7 @@ def test_dry_run_submits_nothing_and_prints_graph_and_gpu_hours(tmp_path):
 
 
 def test_pipeline_refuses_a_missing_experiment(tmp_path):
-    _, env = fake_sbatch(tmp_path)
+    _, env = fake_sbatch(tmp_path, ";cluster")
     result = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--dry-run", "student=llama3_8b"], env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "experiment=NAME" in result.stderr
 
