@@ -5,14 +5,14 @@ import random
 
 import pytest
 
-from trajfusion.evaluation.compare import compare_runs, format_table, main, paper_numbers
+from trajfusion.evaluation.compare import compare_runs, format_table, group_runs, main, paper_numbers
 from trajfusion.evaluation.outputs import write_run
 from trajfusion.evaluation.schema import shipped_tasks
 
 SIX = ["tf_math", "tf_gsm8k", "tf_college_math", "tf_deepmind_mathematics", "tf_olympiadbench", "tf_theoremqa"]
 
 
-def fake_run(run_dir, name, accuracy_by_task, n=120, seed=0):
+def fake_run(run_dir, name, accuracy_by_task, n=120, seed=0, group=None):
     rng = random.Random(seed)
     samples, tasks = {}, {}
     for task, acc in accuracy_by_task.items():
@@ -22,7 +22,8 @@ def fake_run(run_dir, name, accuracy_by_task, n=120, seed=0):
         tasks[task] = {"metric": "pass@1", "accuracy": acc, "n_problems": n, "samples_per_problem": 1, "unknown_rate": 0.0,
                        "no_answer_rate": 0.0, "mean_output_tokens": 15.0, "hit_max_new_tokens_rate": 0.0}
     write_run(run_dir, {"run_name": name, "benchmark": "paper_main", "model": name, "template": "base_plain",
-                        "backend": "hf", "tasks": tasks, "average_pass_at_1": sum(accuracy_by_task.values()) / len(tasks)},
+                        "backend": "hf", "tasks": tasks, "average_pass_at_1": sum(accuracy_by_task.values()) / len(tasks),
+                        "config": {"wandb": {"group": group}}},
               samples)
     return run_dir
 
@@ -76,3 +77,15 @@ def test_paper_numbers_name_only_shipped_tasks_and_match_the_paper_averages():
             assert sum(row[t] for t in SIX) / 6 == pytest.approx(row["average"], abs=0.051), name
     for base, method in numbers["comparisons"].values():
         assert base in numbers["rows"] and method in numbers["rows"]
+
+
+def test_group_finds_the_runs_of_a_wandb_group_rft_first(tmp_path):
+    eval_dir = tmp_path / "eval"
+    tf = fake_run(eval_dir / "b" / "2026-01-01", "table2-tf", {"tf_math": 0.4}, group="table2")
+    rft = fake_run(eval_dir / "a" / "2026-01-02", "table2-rft", {"tf_math": 0.3}, group="table2")
+    fake_run(eval_dir / "c", "other-rft", {"tf_math": 0.1}, group="table1")
+    assert group_runs("table2", tmp_path) == [rft, tf]
+    with pytest.raises(ValueError, match="found 0 evaluation run"):
+        group_runs("table3", tmp_path)
+    assert main(["--group", "table2", "--root", str(tmp_path), "--out", str(tmp_path / "cmp"), "--iterations", "200"]) == 0
+    assert "+10.0 [" in (tmp_path / "cmp" / "compare.md").read_text()

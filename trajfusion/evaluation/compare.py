@@ -2,6 +2,7 @@
 the first run with a paired-bootstrap 95% interval (resampling problems), and the paper's own numbers.
 
     python -m trajfusion.evaluation.compare RUN_RFT RUN_TF [RUN_C ...] [--paper llama3_8b/15k] [--out DIR]
+    python -m trajfusion.evaluation.compare --group table2 [--root outputs]   # every local run of a W&B group
 
 Writes compare.md, compare.json and compare.png (bar chart) to --out (default: outputs/compare).
 """
@@ -39,6 +40,19 @@ def paper_pair(name: str | None) -> tuple[dict, dict] | None:
         raise ValueError(f"--paper {name!r}: unknown; supported: {', '.join(numbers['comparisons'])}")
     base, method = numbers["comparisons"][name]
     return numbers["rows"][base], numbers["rows"][method]
+
+
+def group_runs(group: str, root: str | Path) -> list[Path]:
+    """The evaluation run directories under `<root>/eval` logged to W&B group `group`, RFT runs first
+    (the baseline), then by run name — the offline stand-in for pulling a group from the W&B API."""
+    found = []
+    for results_file in sorted(Path(root, "eval").rglob("results.json")):
+        results, _ = load_run(results_file.parent)
+        if (results.get("config", {}).get("wandb") or {}).get("group") == group:
+            found.append((("rft" not in results["run_name"]), results["run_name"], results_file.parent))
+    if len(found) < 2:
+        raise ValueError(f"--group {group!r}: found {len(found)} evaluation run(s) under {Path(root, 'eval')}; need two or more")
+    return [directory for _, _, directory in sorted(found)]
 
 
 def compare_runs(run_dirs: list[str | Path], labels: list[str] | None = None, paper: str | None = None,
@@ -139,7 +153,9 @@ def plot(comparison: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="evaluate.py run directories; the first is the baseline")
+    parser.add_argument("runs", nargs="*", help="evaluate.py run directories; the first is the baseline")
+    parser.add_argument("--group", help="compare every evaluation run of this W&B group found under --root")
+    parser.add_argument("--root", default="outputs", help="data root holding eval/ (with --group)")
     parser.add_argument("--labels", nargs="+", help="one name per run (default: run name and directory)")
     parser.add_argument("--paper", help="the paper's comparison to show beside, e.g. llama3_8b/15k")
     parser.add_argument("--out", default="outputs/compare", help="directory for compare.md/.json/.png")
@@ -148,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        comparison = compare_runs(args.runs, args.labels, args.paper, args.iterations, args.seed)
+        runs = group_runs(args.group, args.root) if args.group else args.runs
+        comparison = compare_runs(runs, args.labels, args.paper, args.iterations, args.seed)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
