@@ -15,7 +15,6 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trajfusion.core.build import DROP_REASONS  # noqa: F401  (re-exported for reports)
 from trajfusion.core.fusion import FUSIONS
 from trajfusion.core.length import LENGTH_POLICIES
 from trajfusion.core.select import CORRECT_CHOICES, SELECTORS

