@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 from trajfusion.core.records import ProblemPool, Sample
@@ -18,6 +19,28 @@ def make_pool(pid: str, spec: list[tuple[str, str | None, int | None]], answer: 
         text = f"attempt {i} " + "x" * (10 + i) + (f" so the answer is \\boxed{{{pred}}}" if pred else "")
         samples.append(Sample(i, f"{pid}:{i:03d}", text, f"model-{i % 3}", verdict, pred, v == "t", group))
     return ProblemPool(pid, f"Problem {pid}: what is 6 times 7?", answer, samples)
+
+
+def fake_eval_run(run_dir: Path, name: str, accuracy_by_task: dict[str, float], n: int = 120, seed: int = 0,
+                  group: str | None = None, limit: int | None = None, training_data: dict | None = None) -> Path:
+    """A finished evaluate.py run directory (results.json + samples/) with exact per-task accuracies."""
+    from trajfusion.evaluation.outputs import write_run
+
+    rng = random.Random(seed)
+    samples, tasks = {}, {}
+    for task, acc in accuracy_by_task.items():
+        rows = [{"task": task, "problem_id": f"{task}-{i}", "sample_index": 0, "verdict": "correct" if i < round(acc * n) else "incorrect",
+                 "n_tokens": rng.randint(10, 20)} for i in range(n)]
+        samples[task] = rows
+        tasks[task] = {"metric": "pass@1", "accuracy": acc, "n_problems": n, "samples_per_problem": 1, "unknown_rate": 0.0,
+                       "no_answer_rate": 0.0, "mean_output_tokens": sum(r["n_tokens"] for r in rows) / n,
+                       "hit_max_new_tokens_rate": 0.0}
+    write_run(run_dir, {"run_name": name, "benchmark": "paper_main", "model": name, "template": "base_plain",
+                        "backend": "hf", "limit": limit, "tasks": tasks,
+                        "average_pass_at_1": sum(accuracy_by_task.values()) / len(tasks), "training_data": training_data,
+                        "config": {"wandb": {"group": group}, "benchmark": {"limit": limit}}},
+              samples)
+    return run_dir
 
 
 def cuda_available() -> bool:

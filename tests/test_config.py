@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ["data", "teacher", "selector", "length_policy", "fusion"]

@@ -1,31 +1,20 @@
 """The compare command on two synthetic runs with a known difference: paper-style table, intervals that
 contain the observed difference, the paper's numbers beside, and a bar chart."""
 
-import random
+from pathlib import Path
 
 import pytest
+import yaml
 
 from trajfusion.evaluation.compare import compare_runs, format_table, group_runs, main, paper_numbers
-from trajfusion.evaluation.outputs import write_run
+from trajfusion.evaluation.paper_table import table_rows
 from trajfusion.evaluation.schema import shipped_tasks
 
+from .helpers import fake_eval_run as fake_run
+
+PRESETS = Path(__file__).resolve().parents[1] / "conf" / "experiment"
+
 SIX = ["tf_math", "tf_gsm8k", "tf_college_math", "tf_deepmind_mathematics", "tf_olympiadbench", "tf_theoremqa"]
-
-
-def fake_run(run_dir, name, accuracy_by_task, n=120, seed=0, group=None):
-    rng = random.Random(seed)
-    samples, tasks = {}, {}
-    for task, acc in accuracy_by_task.items():
-        rows = [{"task": task, "problem_id": f"{task}-{i}", "sample_index": 0, "verdict": "correct" if i < round(acc * n) else "incorrect",
-                 "n_tokens": rng.randint(10, 20)} for i in range(n)]
-        samples[task] = rows
-        tasks[task] = {"metric": "pass@1", "accuracy": acc, "n_problems": n, "samples_per_problem": 1, "unknown_rate": 0.0,
-                       "no_answer_rate": 0.0, "mean_output_tokens": 15.0, "hit_max_new_tokens_rate": 0.0}
-    write_run(run_dir, {"run_name": name, "benchmark": "paper_main", "model": name, "template": "base_plain",
-                        "backend": "hf", "tasks": tasks, "average_pass_at_1": sum(accuracy_by_task.values()) / len(tasks),
-                        "config": {"wandb": {"group": group}}},
-              samples)
-    return run_dir
 
 
 @pytest.fixture
@@ -70,13 +59,30 @@ def test_one_run_or_unknown_paper_setting_is_refused(two_runs):
 def test_paper_numbers_name_only_shipped_tasks_and_match_the_paper_averages():
     numbers = paper_numbers()
     tasks = set(shipped_tasks())
+    keys = tasks | {t + "/tokens" for t in tasks} | {"average", "mean_errors"}
     assert set(numbers["columns"].values()) <= tasks
     for name, row in numbers["rows"].items():
-        assert set(row) - {"average"} <= tasks, name
+        assert set(row) <= keys, name
         if "average" in row:
             assert sum(row[t] for t in SIX) / 6 == pytest.approx(row["average"], abs=0.051), name
     for base, method in numbers["comparisons"].values():
         assert base in numbers["rows"] and method in numbers["rows"]
+
+
+def test_every_table_row_and_preset_named_in_the_tables_exists():
+    numbers = paper_numbers()
+    groups = {}
+    for preset in PRESETS.glob("*.yaml"):
+        groups[yaml.safe_load(preset.read_text())["wandb"]["group"]] = preset.stem
+    named = []
+    for name, spec in numbers["tables"].items():
+        for section in spec["sections"]:
+            for row in table_rows(spec, section["rows"]):
+                assert row.key in numbers["rows"], (name, row.key)
+                if row.group:
+                    assert groups.get(row.group) == row.group, f"{name}: no preset logs to W&B group {row.group}"
+                    named.append(row.group)
+    assert sorted(named) == sorted(groups), "every preset reproduces exactly one paper row"
 
 
 def test_group_finds_the_runs_of_a_wandb_group_rft_first(tmp_path):

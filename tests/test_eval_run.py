@@ -61,7 +61,11 @@ def test_a_run_writes_results_table_samples_and_wandb(aime_run):
         assert rows[0]["prompt"].startswith("<s>") and rows[0]["prompt"].endswith("Solution:\n")
     table = (aime_run / "results.md").read_text()
     assert "| tf_aime24 | pass@1 |" in table and "| tf_aime24_avg16 | avg@2 |" in table
-    assert list((aime_run / "wandb").glob("offline-run-*"))
+    offline = list((aime_run / "wandb").glob("offline-run-*"))
+    assert offline
+    uploaded = offline[0] / "files"  # what `wandb sync` uploads and `compare --wandb` downloads
+    assert (uploaded / "results.json").read_bytes() == (aime_run / "results.json").read_bytes()
+    assert sorted(p.name for p in (uploaded / "samples").glob("*.jsonl")) == ["tf_aime24.jsonl", "tf_aime24_avg16.jsonl"]
 
 
 def test_a_checkpoint_directory_is_evaluated_and_compared(tmp_path, data_root, aime_run):

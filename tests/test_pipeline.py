@@ -66,6 +66,23 @@ def test_data_jobs_compose_the_dataset_train_py_looks_up(experiment, extra):
 
 
 @pytest.mark.parametrize("name", presets())
+def test_build_data_takes_a_preset_and_composes_train_pys_dataset(name):
+    """`build_data.py experiment=NAME` budgets rows for the preset's student, as train.py's data stage does."""
+    built, _ = compose("build_data", [f"experiment={name}"])
+    train_cfg, _ = compose("train", [f"experiment={name}"])
+    assert to_build_config(built) == build_config_of(train_cfg)
+    assert to_build_config(built).length_policy.max_tokens == train_cfg.student.max_seq_len
+
+
+def test_build_data_without_a_preset_keeps_the_default_budget():
+    built = to_build_config(compose("build_data", [])[0])
+    assert (built.length_policy.max_tokens, built.length_policy.tokenizer) == (4096, None)
+    small = to_build_config(compose("build_data", ["student=smollm2_135m"])[0])  # a CPU student also sets deepspeed
+    assert small.length_policy.max_tokens == 2048 and small.length_policy.tokenizer
+    assert to_build_config(compose("build_data", ["student=smollm2_135m", "length_policy.max_tokens=512"])[0]).length_policy.max_tokens == 512
+
+
+@pytest.mark.parametrize("name", presets())
 def test_every_preset_composes_quotes_the_paper_and_names_its_command(name):
     cfg = to_train_config(compose("train", [f"experiment={name}"])[0])
     text = (ROOT / "conf/experiment" / f"{name}.yaml").read_text()

@@ -146,7 +146,6 @@ def _rows(lengths, seed=0):
 
 def test_packed_forward_equals_separate_forwards(tokenizer, tiny_student):
     """No attention across samples on the CPU path: packed logits equal per-sample logits."""
-    from transformers import AutoModelForCausalLM
 
     from trajfusion.training.students import load_model
 

@@ -8,7 +8,7 @@ YAML file name equals its `name`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Optional
 
@@ -206,12 +206,29 @@ class BuildDataConfig:
         _require_choice("stage", self.stage, STAGES)
 
 
+BUILD_KEYS = tuple(f.name for f in fields(BuildDataConfig))
+
+
+@dataclass
+class BuildDataEntryConfig(BuildDataConfig):
+    """What build_data.py composes: the data stage plus the nodes an experiment preset also sets, so
+    `build_data.py experiment=NAME` composes. Only the student's budget is read (build_data.yaml
+    interpolates student.max_seq_len / student.tokenizer into length_policy); the rest is ignored."""
+
+    student: Any = None
+    deepspeed: Any = None
+    wandb: Any = None
+
+
 def register_configs() -> None:
     """Make the schemas known to Hydra; the entry points call this before composing."""
-    ConfigStore.instance().store(name="build_data_schema", node=BuildDataConfig)
+    ConfigStore.instance().store(name="build_data_schema", node=BuildDataEntryConfig)
 
 
 def to_build_config(cfg: DictConfig | dict[str, Any]) -> BuildDataConfig:
-    """Validated objects from a composed config (runs every `__post_init__`)."""
-    node = OmegaConf.merge(OmegaConf.structured(BuildDataConfig), cfg)
+    """Validated objects from a composed config (runs every `__post_init__`); nodes outside the data
+    stage (a preset's student, W&B, …) are not part of it."""
+    if isinstance(cfg, DictConfig):  # resolve first: length_policy interpolates the student, which is left out
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    node = OmegaConf.merge(OmegaConf.structured(BuildDataConfig), {k: cfg[k] for k in BUILD_KEYS if k in cfg})
     return OmegaConf.to_object(node)  # type: ignore[return-value]

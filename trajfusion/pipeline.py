@@ -3,10 +3,11 @@
     slurm/pipeline.sh experiment=table1_trajfusion_llama3_8b_15k                 # submit the four jobs
     slurm/pipeline.sh --dry-run --shards 32 --nodes 2 experiment=table3_rft_32k   # job graph, commands, GPU-hours
 
-Why the data jobs get derived overrides: a preset picks the student, and build_data.py's schema has no
-student (nor W&B/training) slot, so `build_data.py experiment=…` cannot compose. The pipeline composes
-train.py's config instead and hands build_data.py the group choices plus every data-defining value that
-differs, so the fuse job writes exactly the dataset (same data_id) that train.py then looks up.
+Why the data jobs get derived overrides rather than `experiment=NAME`: `build_data.py experiment=NAME`
+composes too, but an override of train.py's (say `student.max_seq_len=8192`) must reach the data jobs
+as the same budget. So the pipeline composes train.py's config and hands build_data.py the group choices
+plus every data-defining value that differs, and the fuse job writes exactly the dataset (same data_id)
+that train.py then looks up; the sbatch lines also show every data setting explicitly.
 The train job gets `experiment=NAME` and the overrides unchanged; the evaluate job gets the student, the
 paper's benchmark for that table and the overrides evaluate.py understands.
 """

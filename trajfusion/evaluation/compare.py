@@ -2,9 +2,13 @@
 the first run with a paired-bootstrap 95% interval (resampling problems), and the paper's own numbers.
 
     python -m trajfusion.evaluation.compare RUN_RFT RUN_TF [RUN_C ...] [--paper llama3_8b/15k] [--out DIR]
-    python -m trajfusion.evaluation.compare --group table2 [--root outputs]   # every local run of a W&B group
+    python -m trajfusion.evaluation.compare --group table2_kmax4 [--root outputs]     # every local run of a W&B group
+    python -m trajfusion.evaluation.compare --group table2_kmax4 --wandb ENTITY/PROJECT   # ... pulled from the W&B API
+    python -m trajfusion.evaluation.compare --table table1 [--root outputs | --wandb ENTITY/PROJECT]
 
-Writes compare.md, compare.json and compare.png (bar chart) to --out (default: outputs/compare).
+Writes compare.md, compare.json and compare.png (bar chart) to --out (default: outputs/compare). With
+--table: the paper's table in its printed layout, our runs beneath the rows they reproduce
+(table1.md/.json/.png; `paper_table.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from trajfusion.evaluation.metrics import bootstrap_means, mean, paired_deltas, percentile_interval, problem_scores
-from trajfusion.evaluation.outputs import load_run
+from trajfusion.evaluation import paper_table
+from trajfusion.evaluation.outputs import load_results, load_run
 from trajfusion.io import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
@@ -42,17 +47,28 @@ def paper_pair(name: str | None) -> tuple[dict, dict] | None:
     return numbers["rows"][base], numbers["rows"][method]
 
 
+def baseline_first(named_dirs: list[tuple[str, Path]], group: str, where: str) -> list[Path]:
+    """Run directories with RFT runs first (the baseline), then by run name."""
+    if len(named_dirs) < 2:
+        raise ValueError(f"--group {group!r}: found {len(named_dirs)} evaluation run(s) in {where}; need two or more")
+    return [directory for _, _, directory in sorted(("rft" not in name, name, d) for name, d in named_dirs)]
+
+
 def group_runs(group: str, root: str | Path) -> list[Path]:
-    """The evaluation run directories under `<root>/eval` logged to W&B group `group`, RFT runs first
-    (the baseline), then by run name — the offline stand-in for pulling a group from the W&B API."""
+    """The evaluation run directories under `<root>/eval` logged to W&B group `group`, baseline first."""
     found = []
     for results_file in sorted(Path(root, "eval").rglob("results.json")):
-        results, _ = load_run(results_file.parent)
+        results = load_results(results_file.parent)
         if (results.get("config", {}).get("wandb") or {}).get("group") == group:
-            found.append((("rft" not in results["run_name"]), results["run_name"], results_file.parent))
-    if len(found) < 2:
-        raise ValueError(f"--group {group!r}: found {len(found)} evaluation run(s) under {Path(root, 'eval')}; need two or more")
-    return [directory for _, _, directory in sorted(found)]
+            found.append((results["run_name"], results_file.parent))
+    return baseline_first(found, group, str(Path(root, "eval")))
+
+
+def wandb_group_runs(group: str, path: str, into: Path, api=None) -> list[Path]:
+    """The same from the W&B API: the group's finished evaluation runs, downloaded under `into`."""
+    from trajfusion.evaluation.wandb_runs import group_run_dirs
+
+    return baseline_first(group_run_dirs(path, group, into, api), group, f"W&B {path}")
 
 
 def compare_runs(run_dirs: list[str | Path], labels: list[str] | None = None, paper: str | None = None,
@@ -151,11 +167,34 @@ def plot(comparison: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def table_main(args, api=None) -> int:
+    """--table: the paper's table, our newest run of each preset's group beneath the row it reproduces."""
+    if args.wandb:
+        from trajfusion.evaluation.wandb_runs import eval_runs, run_values
+
+        runs = [run_values(r) for r in eval_runs(args.wandb, api=api)]
+    else:
+        runs = paper_table.local_runs(args.root)
+    text, filled = paper_table.render(args.table, paper_numbers(), runs)
+    out = Path(args.out)
+    atomic_write_bytes(out / f"{args.table}.md", text.encode("utf-8"))
+    write_json(out / f"{args.table}.json", {"table": args.table, "source": args.wandb or str(args.root), "filled": filled})
+    if filled:
+        paper_table.plot(args.table, filled, out / f"{args.table}.png")
+    sys.stdout.write(text)
+    log.info("%d row(s) of ours from %s; wrote %s", len(filled), args.wandb or Path(args.root, "eval"), out)
+    return 0
+
+
+def main(argv: list[str] | None = None, api=None) -> int:
+    """`api`: a W&B API object (tests pass a stand-in); default `wandb.Api()` when --wandb is given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="evaluate.py run directories; the first is the baseline")
-    parser.add_argument("--group", help="compare every evaluation run of this W&B group found under --root")
-    parser.add_argument("--root", default="outputs", help="data root holding eval/ (with --group)")
+    parser.add_argument("--group", help="compare every evaluation run of this W&B group (under --root, or --wandb)")
+    parser.add_argument("--table", choices=sorted(paper_numbers()["tables"]),
+                        help="the paper's table in its layout, with our runs of each preset beneath")
+    parser.add_argument("--root", default="outputs", help="data root holding eval/ (with --group or --table)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="pull runs from the W&B API instead of --root")
     parser.add_argument("--labels", nargs="+", help="one name per run (default: run name and directory)")
     parser.add_argument("--paper", help="the paper's comparison to show beside, e.g. llama3_8b/15k")
     parser.add_argument("--out", default="outputs/compare", help="directory for compare.md/.json/.png")
@@ -163,8 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if sum(map(bool, (args.runs, args.group, args.table))) != 1:
+        parser.error("give run directories, --group NAME or --table NAME (one of them)")
     try:
-        runs = group_runs(args.group, args.root) if args.group else args.runs
+        if args.table:
+            return table_main(args, api)
+        if args.group:
+            runs = (wandb_group_runs(args.group, args.wandb, Path(args.out) / "wandb_runs", api) if args.wandb
+                    else group_runs(args.group, args.root))
+        else:
+            runs = args.runs
         comparison = compare_runs(runs, args.labels, args.paper, args.iterations, args.seed)
     except ValueError as exc:
         log.error("%s", exc)

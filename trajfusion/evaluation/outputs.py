@@ -38,11 +38,17 @@ def write_run(run_dir: Path, results: dict, samples_by_task: dict[str, list[dict
     atomic_write_bytes(run_dir / TABLE, markdown_table(results).encode("utf-8"))
 
 
-def load_run(run_dir: str | Path) -> tuple[dict, dict[str, list[dict]]]:
-    """(results.json, samples per task) of a finished run directory."""
+def load_results(run_dir: str | Path) -> dict:
+    """results.json of a finished run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / RESULTS).exists():
         raise ValueError(f"{run_dir}: no {RESULTS} (not a finished evaluate.py run directory)")
-    results = read_json(run_dir / RESULTS)
+    return read_json(run_dir / RESULTS)
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, dict[str, list[dict]]]:
+    """(results.json, samples per task) of a finished run directory."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
     samples = {p.stem: [row for _, row in read_jsonl(p)] for p in sorted((run_dir / SAMPLES_DIR).glob("*.jsonl"))}
     return results, samples

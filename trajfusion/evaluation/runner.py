@@ -55,6 +55,21 @@ def grade_rows(rows: list[dict], run: backends.TaskRun, tokenizer) -> list[dict]
             for (row, i, out), g, n in zip(flat, graded, tokens)]
 
 
+def training_data_summary(manifest: dict) -> dict | None:
+    """Rows and #Err (mean fused wrong paths per row, the paper's Table 2 column) of the set the checkpoint
+    was trained on, from the dataset's stats.json when that is on this machine."""
+    if not manifest.get("dataset_dir"):
+        return None
+    stats_path = Path(manifest["dataset_dir"]) / "stats.json"
+    if not stats_path.exists():
+        return None
+    from trajfusion.io import read_json
+
+    stats = read_json(stats_path)
+    return {"data_id": manifest.get("data_id"), "fusion": stats.get("fusion"), "rows": stats["counts"]["kept"],
+            "mean_errors": stats["mean"]["n_errors"], "mean_tokens": stats["mean"]["tokens"]}
+
+
 def _generate(cfg: EvalConfig, runs, system_prompt, run_dir: Path):
     """(rows per task, tokenizer, model description) from the configured backend."""
     max_model_len = cfg.backend.max_model_len or cfg.student.max_seq_len
@@ -109,7 +124,7 @@ def evaluate(cfg: EvalConfig, resolved: dict, run_dir: Path, choices: dict[str, 
         "tasks": tasks, "average_pass_at_1": mean(greedy) if greedy else None,
         "grader": {"strategies": list(cfg.verifier.strategies), "timeout_s": cfg.verifier.timeout_s,
                    "stats": dict(task_utils.shared_verifier().stats)},
-        "training_data_id": manifest.get("data_id"), "wall_time_s": round(time.perf_counter() - started, 2),
+        "training_data_id": manifest.get("data_id"), "training_data": training_data_summary(manifest), "wall_time_s": round(time.perf_counter() - started, 2),
         "config": resolved,
     }
     write_run(run_dir, results, samples)

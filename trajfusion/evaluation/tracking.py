@@ -1,4 +1,5 @@
-"""W&B for an evaluation run: `eval/<task>/<metric>` scalars (also in the summary) and one samples table.
+"""W&B for an evaluation run: `eval/<task>/<metric>` scalars (also in the summary), one samples table, and
+results.json + samples/*.jsonl as run files (what `compare --wandb` downloads).
 Offline without an API key (`wandb sync <run_dir>/wandb/offline-run-*` later), like training."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from trajfusion.evaluation.outputs import RESULTS, SAMPLES_DIR
 from trajfusion.evaluation.training_api import wandb_mode
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ def scalar_metrics(results: dict) -> dict[str, float]:
             metrics[f"eval/{task}/{key}"] = t[key]
     if results.get("average_pass_at_1") is not None:
         metrics["eval/average/pass@1"] = results["average_pass_at_1"]
+    if (results.get("training_data") or {}).get("mean_errors") is not None:
+        metrics["train_data/mean_errors"] = results["training_data"]["mean_errors"]  # Table 2's #Err
     return metrics
 
 
@@ -42,6 +46,9 @@ def log_to_wandb(cfg, run_dir: Path, resolved: dict, tags: list[str], results: d
             table.add_data(*[row.get(c) for c in TABLE_COLUMNS])
     run.log({**metrics, "eval/samples": table})
     run.summary.update(metrics)
+    # the whole run directory's verdicts, so `compare --wandb` can pull a group and bootstrap it like local runs
+    run.save(str(run_dir / RESULTS), base_path=str(run_dir), policy="now")
+    run.save(str(run_dir / SAMPLES_DIR / "*.jsonl"), base_path=str(run_dir), policy="now")
     run.finish()
     log.info("W&B (%s) in %s", mode, run_dir / "wandb")
     return mode

@@ -5,14 +5,14 @@ when the entry point calls `to_train_config`, so a bad value fails before any mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from trajfusion.config import BuildDataConfig, to_build_config
+from trajfusion.config import BUILD_KEYS, BuildDataConfig, to_build_config
 
 TEMPLATES = ("base_plain", "chatml")
 DEEPSPEED_STAGES = (0, 1, 2, 3)
@@ -140,9 +140,6 @@ def register_train_configs() -> None:
 def to_train_config(cfg: DictConfig | dict[str, Any]) -> TrainConfig:
     node = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
     return OmegaConf.to_object(node)  # type: ignore[return-value]
-
-
-BUILD_KEYS = tuple(f.name for f in fields(BuildDataConfig))
 
 
 def build_config_of(cfg: DictConfig) -> BuildDataConfig:
