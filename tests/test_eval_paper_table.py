@@ -158,22 +158,23 @@ class FakeApi:
 
     def runs(self, path, filters=None, order="+created_at", **_):
         self.calls.append((path, filters))
-        keys = {"jobType": "job_type", "group": "group", "state": "state"}
-        found = [r for r in self.runs_ if all(getattr(r, keys[k]) == v for k, v in (filters or {}).items())]
+        found = [r for r in self.runs_ if all(getattr(r, k) == v for k, v in (filters or {}).items())]
         return sorted(found, key=lambda r: r.created_at, reverse=order.startswith("-"))
 
 
 def test_the_table_from_the_wandb_api_equals_the_one_from_local_runs(eval_root, tmp_path, capsys):
     dirs = [eval_root / "eval" / d for d in ("rft/old", "rft/new", "tf", "k4", "adhoc")]
-    api = FakeApi([FakeRun(d, i) for i, d in enumerate(dirs)] + [FakeRun(dirs[2], 9, job_type="train")])
+    unfinished = FakeRun(dirs[2], 8)
+    unfinished.state = "running"
+    api = FakeApi([FakeRun(d, i) for i, d in enumerate(dirs)] + [unfinished, FakeRun(dirs[2], 9, job_type="train")])
     assert main(["--table", "table1", "--wandb", "ent/proj", "--out", str(tmp_path / "w")], api=api) == 0
     pulled = capsys.readouterr().out
     assert main(["--table", "table1", "--root", str(eval_root), "--out", str(tmp_path / "l")]) == 0
     local = capsys.readouterr().out
-    assert api.calls == [("ent/proj", {"jobType": "eval", "state": "finished"})]
+    assert api.calls == [("ent/proj", None)]
     table = [line for line in pulled.splitlines() if line.startswith("|")]
     assert table == [line for line in local.splitlines() if line.startswith("|")]
-    assert "https://wandb.ai/ent/proj/runs/run1" in pulled and "run9" not in pulled
+    assert "https://wandb.ai/ent/proj/runs/run1" in pulled and "run9" not in pulled and "run8" not in pulled
 
 
 def test_group_pulled_from_wandb_is_compared_like_local_runs(tmp_path, caplog):

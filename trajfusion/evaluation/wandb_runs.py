@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 SCORE_PREFIXES = ("pass@", "avg@")
 TRAIN_DATA_MEAN_ERRORS = "train_data/mean_errors"
+JOB_TYPE = "eval"  # evaluate.yaml's wandb.job_type
 
 
 def _api():
@@ -29,11 +30,13 @@ def _api():
 
 
 def eval_runs(path: str, group: str | None = None, api=None) -> list:
-    """Finished evaluation runs of an ENTITY/PROJECT, optionally of one group, oldest first."""
+    """Finished evaluation runs of an ENTITY/PROJECT, optionally of one group, oldest first. The server
+    filters by group only; job type and state are checked here, which holds whatever the API's filter
+    field names become."""
     if path.count("/") != 1:
         raise ValueError(f"--wandb {path!r}: give ENTITY/PROJECT")
-    filters = {"jobType": "eval", "state": "finished", **({"group": group} if group else {})}
-    return list((api or _api()).runs(path, filters=filters, order="+created_at"))
+    runs = (api or _api()).runs(path, filters={"group": group} if group else None, order="+created_at")
+    return [run for run in runs if run.job_type == JOB_TYPE and run.state == "finished"]
 
 
 def run_values(run) -> RunValues:
