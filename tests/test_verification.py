@@ -141,3 +141,40 @@ def test_closed_pool_refuses_work():
     pool.close()  # idempotent
     with pytest.raises(RuntimeError):
         pool.check_many([("1", "1")])
+
+
+def test_two_stage_latex_parsing_gives_plain_ll_results(monkeypatch):
+    """Workers parse with SLL first and redo in LL on a syntax error; trees
+    (and failures) must be exactly those of latex2sympy's own LL parse."""
+    import sympy
+    from latex2sympy2_extended import latex2sympy2 as l2s
+
+    from trajfusion.verification import _use_two_stage_latex_parsing
+
+    corpus = sorted({s for g, p, _ in CHECK_TABLE for s in (g, p) if s}) + [
+        "the sum of the integers from -18 to -9, excluding -8 and 6",
+        "1/[(x + x^2 + 1/4)(x^2 - x(x^2 + 1/4) + (x^2 + 1/4)^2)]",
+        r"N/A (The problem statement contains an error)",
+        r"f(x) = \frac{x}{x+1}, \quad x \ne -1",
+        r"\{1, 2\} \cup [3, 4)",
+        r"a_{n+1} = 2a_n + 1",
+        r"\frac{1}{",  # syntax errors must stay errors
+        "((x)",
+        "x +* 2",
+    ]
+
+    def parse_all():
+        out = []
+        for s in corpus:
+            try:
+                out.append(sympy.srepr(l2s.latex2sympy(s)))
+            except Exception as exc:  # noqa: BLE001
+                out.append(f"error: {type(exc).__name__}")
+        return out
+
+    ll = parse_all()
+    assert any(r.startswith("error") for r in ll)
+    monkeypatch.setattr(l2s._Latex2Sympy, "create_parser", l2s._Latex2Sympy.create_parser)
+    _use_two_stage_latex_parsing()
+    assert getattr(l2s._Latex2Sympy.create_parser, "two_stage", False)
+    assert parse_all() == ll

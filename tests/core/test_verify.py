@@ -15,6 +15,7 @@ from trajfusion.core.verify import (
     extract_answer,
     fast_verdict,
     normalize_answer,
+    provably_unequal,
 )
 
 C, I, U = Verdict.CORRECT, Verdict.INCORRECT, Verdict.UNKNOWN
@@ -232,6 +233,83 @@ def test_fast_path_agrees_with_math_verify():
         mv = math_verify.verify(math_verify.parse(f"${g}$"), math_verify.parse(f"${p}$"))
         assert (v is Verdict.CORRECT) == mv, (g, p, v)
     assert decided > 250
+
+
+# (gold, pred, fires): provably_unequal may skip math-verify's sympy comparison
+# only where that comparison is False.  Rows with fires=False must stay with
+# math-verify: identities, relations, units, %, functions, floats, sets
+# holding the gold, both E and pi, huge powers.
+REFUTE_TABLE = [
+    ("1", r"\frac{x}{x}", False),
+    ("0", "a - a", False),
+    ("0", r"0 \cdot x", False),
+    ("1", "x^{0}", False),
+    ("2", "(x+1)^2 - x^2 - 2x - 1 + 2", False),
+    ("1", "(x^2-1)/((x-1)(x+1))", False),
+    ("1", r"\sin^2 x + \cos^2 x", False),
+    ("5", "x = 5", False),
+    ("50", r"50\%", False),
+    ("5", r"5 \text{ cm}", False),
+    ("3", "3.0 x / x", False),
+    ("0", r"e - \pi", False),
+    ("7", "7, 7", False),
+    ("12", "12, x", False),  # a bare symbol is compared by name: not refuted here
+    ("4", "2^{2}", False),
+    ("6", r"2 \cdot 3", False),
+    ("8", r"\sqrt{64}", False),
+    ("1", "e^0", False),
+    ("-1", r"e^{i\pi}", False),
+    ("3", "x^{100}", False),
+    ("5", "non-real complex number", True),
+    ("-15", "the sum of the integers from -18 to -9, excluding -8", True),
+    ("4", "1/(x^2 + 1)", True),
+    ("3", "x + 1", True),
+    ("2", r"\frac{1}{2}x + y", True),
+    ("7", "2^{3}", True),
+    ("1", "2e", True),
+    ("0", r"\pi x", True),
+    ("12", "12, 13", True),
+]
+
+
+@pytest.mark.parametrize("gold, pred, fires", REFUTE_TABLE)
+def test_provably_unequal_only_where_math_verify_says_false(gold, pred, fires):
+    import logging
+
+    import math_verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    g = math_verify.parse(f"${normalize_answer(gold)}$")
+    p = math_verify.parse(f"${normalize_answer(pred)}$")
+    fired = any(provably_unequal(a, b) for a in g for b in p)
+    assert fired is fires
+    if fired:
+        assert not math_verify.verify(g, p)
+        assert check(gold, pred) is I
+
+
+def test_provably_unequal_gives_up_outside_its_proof():
+    import sympy
+
+    x, y = sympy.symbols("x y", real=True)
+    k = sympy.Symbol("k", integer=True)
+    assert provably_unequal(sympy.Integer(3), x + 1)
+    assert provably_unequal(sympy.Rational(1, 2), x * y)
+    # symbols whose assumptions a sample point might violate
+    assert not provably_unequal(sympy.Integer(1), k + 1)
+    assert not provably_unequal(sympy.Integer(1), sympy.Symbol("n", positive=True) + 1)
+    # gold not an exact rational; pred a relation, symbol, function or float
+    assert not provably_unequal(sympy.Float(3.0), x + 1)
+    assert not provably_unequal(sympy.Integer(3), sympy.Eq(x, 1))
+    assert not provably_unequal(sympy.Integer(3), x)
+    assert not provably_unequal(sympy.Integer(3), sympy.sin(x) + 1)
+    assert not provably_unequal(sympy.Integer(3), sympy.Float(2.5) * x)
+    # both E and pi: would need their algebraic independence
+    assert not provably_unequal(sympy.Integer(0), sympy.E * x - sympy.pi * x)
+    # poles at both sample points are not evaluated
+    assert not provably_unequal(
+        sympy.Integer(1), 1 / ((2 * x - 3) * (5 * x - 8))
+    )
 
 
 def test_verdict_is_str_enum_and_version():

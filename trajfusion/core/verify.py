@@ -25,6 +25,7 @@ from itertools import product
 from typing import Sequence
 
 import math_verify
+import sympy
 from math_verify.errors import TimeoutException
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ def _math_verify_version() -> str:
 #: Bump the "tf-verify-N" part whenever the verdict for some (gold, pred) pair
 #: may change (extraction is not covered: only normalize_answer + check).  The
 #: installed math-verify version is appended since its upgrades change verdicts
-#: too.  Part of on-disk cache keys.
-VERIFIER_VERSION = f"tf-verify-1+math-verify-{_math_verify_version()}"
+#: too.  Part of on-disk cache keys.  (2: provably_unequal turns a comparison
+#: that raised or timed out -- UNKNOWN before -- into INCORRECT.)
+VERIFIER_VERSION = f"tf-verify-2+math-verify-{_math_verify_version()}"
 
 
 class Verdict(str, Enum):
@@ -371,11 +373,121 @@ def fast_verdict(gold_norm: str, pred_norm: str) -> Verdict | None:
     return _plain_number_verdict(gold_norm, pred_norm)
 
 
+# --------------------------------------------------------------------------
+# sound refutation of "number vs symbolic junk" (skips sympy's simplify)
+# --------------------------------------------------------------------------
+
+
+class _GiveUp(Exception):
+    """The tree is outside what ``_value_at`` can evaluate exactly."""
+
+
+# Values the sampled symbols may take: assumptions a real, non-integer,
+# positive rational satisfies.  latex2sympy creates ``Symbol(.., real=True)``.
+_SAMPLE_OK = frozenset(sympy.Symbol("x", real=True).assumptions0.items())
+_MAX_EXP = 64
+_MAX_BITS = 4096
+_MAX_NODES = 2000
+
+
+def _value_at(expr, point: dict, budget: list) -> Fraction:
+    """Exact value of a tree of Add/Mul/Pow(integer exponent)/rational
+    numbers/symbols in ``point`` (symbols, and E or pi, to Fractions).
+    Raises _GiveUp for anything else, division by zero or huge numbers."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _GiveUp
+    if isinstance(expr, sympy.Rational):  # Integer, One, Half, ... (not Float)
+        return Fraction(int(expr.p), int(expr.q))
+    if expr in point:
+        return point[expr]
+    if isinstance(expr, sympy.Add):
+        val = sum((_value_at(a, point, budget) for a in expr.args), Fraction(0))
+    elif isinstance(expr, sympy.Mul):
+        val = Fraction(1)
+        for a in expr.args:
+            val *= _value_at(a, point, budget)
+    elif isinstance(expr, sympy.Pow) and isinstance(expr.exp, sympy.Integer):
+        k = int(expr.exp)
+        if abs(k) > _MAX_EXP:
+            raise _GiveUp
+        base = _value_at(expr.base, point, budget)
+        if base == 0 and k < 0:
+            raise _GiveUp
+        val = base**k
+    else:
+        raise _GiveUp
+    if max(val.numerator.bit_length(), val.denominator.bit_length()) > _MAX_BITS:
+        raise _GiveUp
+    return val
+
+
+def _differs_from(q: Fraction, expr) -> bool:
+    """True only if ``expr`` is provably not identically equal to ``q``.
+
+    ``expr`` must be a rational function (Add/Mul/integer Pow) of symbols with
+    rational coefficients and at most one of E, pi.  Those constants are
+    treated as variables too: E and pi are each transcendental, so such a
+    function equals the constant q on its (dense) real domain only if it is
+    q as a formal rational function -- and one exact evaluation at a point
+    where it is defined and differs from q proves it is not.  (With both E
+    and pi the argument would need their algebraic independence: give up.)
+    """
+    syms = sorted(expr.free_symbols, key=sympy.default_sort_key)
+    if any(not (s.is_Symbol and _SAMPLE_OK.issuperset(s.assumptions0.items())) for s in syms):
+        return False
+    consts = [c for c in (sympy.E, sympy.pi) if expr.has(c)]
+    if len(consts) > 1:
+        return False
+    variables = syms + consts
+    for shift in (0, 1):  # a second point if the first is a pole or a root
+        point = {
+            v: Fraction(2 * i + 3 + 5 * shift, 2 * i + 2 + 3 * shift)
+            for i, v in enumerate(variables)
+        }
+        try:
+            if _value_at(expr, point, [_MAX_NODES]) != q:
+                return True
+        except (_GiveUp, RecursionError):
+            if shift:
+                return False
+    return False
+
+
+def provably_unequal(gold, pred) -> bool:
+    """True when math-verify's sympy comparison of a parsed rational-number
+    ``gold`` with the parsed ``pred`` can only answer False, so the costly
+    ``simplify(gold - pred)`` (most of the time spent on prose answers, which
+    parse to products and sets of one-letter symbols) can be skipped.
+
+    For a sympy Rational gold (not a Float, not a percentage) and a pred that
+    is an Add/Mul/Pow tree, ``sympy_expr_eq`` reduces to a structural ``==``,
+    ``doit()`` equality and ``simplify(gold - pred).is_zero``: each needs pred
+    to be identically the number gold.  For a FiniteSet pred it compares
+    ``{gold}`` with the set: equal sets, or an empty symmetric difference
+    (every element equal to gold), or for a 1-element set the element itself.
+    So refuting one element suffices.  Relations, tuples, intervals, symbols,
+    floats, functions and anything unusual return False (not decided here).
+    """
+    if not isinstance(gold, sympy.Rational):
+        return False
+    q = Fraction(int(gold.p), int(gold.q))
+    if isinstance(pred, sympy.FiniteSet):
+        return any(
+            isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Rational)) and _differs_from(q, e)
+            for e in pred.args
+        )
+    if isinstance(pred, (sympy.Add, sympy.Mul, sympy.Pow)):
+        return _differs_from(q, pred)
+    return False
+
+
 def check(gold: str, pred: str, timeout_s: int = 5) -> Verdict:
     """Is ``pred`` equivalent to the reference ``gold``?
 
     Exact fast paths first (identical normalised strings, exact numbers), then
-    math-verify on the normalised strings.  Gold with no math-verify parse
+    math-verify on the normalised strings, skipping the sympy comparisons that
+    ``provably_unequal`` shows can only be False.  Gold with no math-verify parse
     (nothing, or only its raw-string fallback) -> UNKNOWN unless the strings
     match; pred with nothing parseable -> INCORRECT; any math-verify
     exception or (soft, SIGALRM) timeout -> UNKNOWN.  The soft timeout needs
@@ -405,6 +517,8 @@ def check(gold: str, pred: str, timeout_s: int = 5) -> Verdict:
     # as UNKNOWN instead of the silent False that verify() would return.
     undecided = False
     for gp, pp in product(g_parsed, p_parsed):
+        if provably_unequal(gp, pp):
+            continue  # math-verify could only say False here (slowly)
         try:
             if math_verify.verify(gp, pp, timeout_seconds=t, raise_on_error=True):
                 return Verdict.CORRECT
