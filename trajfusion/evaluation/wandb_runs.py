@@ -41,8 +41,9 @@ def eval_runs(path: str, group: str | None = None, api=None) -> list:
 
 def run_values(run) -> RunValues:
     """A W&B run's summary reduced to the values a paper table shows (as `paper_table.values_of_results`)."""
+    summary = dict(run.summary)  # keys() + __getitem__ on the API's summary object
     values: dict[str, float] = {}
-    for key, value in dict(run.summary).items():
+    for key, value in summary.items():
         parts = key.split("/")
         if len(parts) != 3 or parts[0] != "eval" or parts[1] == "average" or not isinstance(value, (int, float)):
             continue
@@ -51,7 +52,7 @@ def run_values(run) -> RunValues:
             values[task] = 100 * value
         elif stat == "mean_output_tokens":
             values[task + TOKENS_SUFFIX] = value
-    mean_errors = dict(run.summary).get(TRAIN_DATA_MEAN_ERRORS)
+    mean_errors = summary.get(TRAIN_DATA_MEAN_ERRORS)
     if mean_errors is not None:
         values[MEAN_ERRORS] = mean_errors
     limit = (run.config.get("benchmark") or {}).get("limit")
