@@ -8,7 +8,7 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from trajfusion.cli import fail_cleanly
+from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import register_configs, to_build_config
 from trajfusion.stages import build_dataset, sample
 
@@ -17,6 +17,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> str | dict:
+    fail_cleanly(require_known_experiment)
     build_cfg = fail_cleanly(lambda: to_build_config(cfg))
     if build_cfg.stage == "sample":  # one shard of teacher sampling (a SLURM array task)
         return fail_cleanly(lambda: sample(build_cfg))

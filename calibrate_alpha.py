@@ -8,7 +8,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from trajfusion.cli import fail_cleanly
+from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import register_configs, to_build_config
 from trajfusion.stages import calibrate
 
@@ -17,6 +17,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> float:
+    fail_cleanly(require_known_experiment)
     return fail_cleanly(lambda: calibrate(to_build_config(cfg))["alpha"])
 
 

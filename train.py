@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from trajfusion.cli import fail_cleanly
+from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import register_configs
 from trajfusion.training.schema import register_train_configs, to_train_config
 
@@ -36,6 +36,7 @@ def _export_submitit_ranks() -> None:
 def main(cfg: DictConfig) -> str:
     from trajfusion.training.trainer import train
 
+    fail_cleanly(require_known_experiment)
     _export_submitit_ranks()
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir

@@ -11,7 +11,7 @@ import pytest
 
 from trajfusion.evaluation.compare import main, paper_numbers
 from trajfusion.evaluation.outputs import load_results
-from trajfusion.evaluation.paper_table import render
+from trajfusion.evaluation.paper_table import render, table_groups
 from trajfusion.evaluation.tracking import scalar_metrics
 from trajfusion.io import read_json
 
@@ -158,7 +158,10 @@ class FakeApi:
 
     def runs(self, path, filters=None, order="+created_at", **_):
         self.calls.append((path, filters))
-        found = [r for r in self.runs_ if all(getattr(r, k) == v for k, v in (filters or {}).items())]
+        def match(value, wanted):  # the Mongo-style filters W&B takes: a value or {"$in": [...]}
+            return value in wanted["$in"] if isinstance(wanted, dict) else value == wanted
+
+        found = [r for r in self.runs_ if all(match(getattr(r, k), v) for k, v in (filters or {}).items())]
         return sorted(found, key=lambda r: r.created_at, reverse=order.startswith("-"))
 
 
@@ -171,7 +174,8 @@ def test_the_table_from_the_wandb_api_equals_the_one_from_local_runs(eval_root, 
     pulled = capsys.readouterr().out
     assert main(["--table", "table1", "--root", str(eval_root), "--out", str(tmp_path / "l")]) == 0
     local = capsys.readouterr().out
-    assert api.calls == [("ent/proj", None)]
+    assert api.calls == [("ent/proj", {"group": {"$in": table_groups(paper_numbers(), "table1")}})]
+    assert len(api.calls[0][1]["group"]["$in"]) == 8  # the table's eight presets, not the whole project
     table = [line for line in pulled.splitlines() if line.startswith("|")]
     assert table == [line for line in local.splitlines() if line.startswith("|")]
     assert "https://wandb.ai/ent/proj/runs/run1" in pulled and "run9" not in pulled and "run8" not in pulled
@@ -220,3 +224,26 @@ def test_results_carry_the_training_sets_errors_when_its_stats_are_here(tmp_path
     assert training_data_summary({}) is None  # the student's own weights
     metrics = scalar_metrics({"tasks": {}, "training_data": training_data_summary(manifest)})
     assert metrics["train_data/mean_errors"] == 1.4936
+
+
+def test_wandb_errors_end_with_a_message_not_a_traceback(tmp_path, caplog):
+    import wandb
+
+    class NoKeyApi:
+        def runs(self, *args, **kwargs):
+            raise wandb.errors.UsageError("No API key configured.")
+
+    with caplog.at_level(logging.ERROR):
+        assert main(["--table", "table2", "--wandb", "ent/proj", "--out", str(tmp_path)], api=NoKeyApi()) == 2
+    assert "--wandb ent/proj: No API key configured." in caplog.text
+
+
+def test_a_run_without_a_group_belongs_to_its_run_name_group_locally_as_on_wandb(tmp_path):
+    from trajfusion.evaluation.compare import group_runs
+    from trajfusion.evaluation.paper_table import local_runs
+
+    root = tmp_path / "outputs"
+    fake_eval_run(root / "eval" / "a", "table3_rft_4k", {"tf_math500": 0.5})  # wandb.group null: W&B group = run name
+    fake_eval_run(root / "eval" / "b", "table3_rft_4k", {"tf_math500": 0.6})
+    assert [r.group for r in local_runs(root)] == ["table3_rft_4k"] * 2
+    assert len(group_runs("table3_rft_4k", root)) == 2

@@ -3,6 +3,7 @@ jobs rebuild exactly train.py's dataset config; presets carry the paper's number
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,16 @@ def test_cost_model_by_hand_and_readme_table_is_current():
     assert hours["training"] == pytest.approx(6750 * 329 * 5 / 3000 / 3600)
     assert hours["evaluation"] == pytest.approx((5000 * 1173 + 1319 * 155 + (2818 + 1000 + 675 + 800) * 800) / 2500 / 3600)
     assert markdown_table() in (ROOT / "README.md").read_text(), "README's table is stale: paste python -m trajfusion.cost_model"
+
+
+@pytest.mark.parametrize("script", ["build_data.py", "train.py"])
+def test_a_mistyped_preset_is_refused_not_silently_skipped(script, tmp_path):
+    """Hydra skips an optional default whose file is missing; the entry points must not run the defaults."""
+    result = subprocess.run([sys.executable, str(ROOT / script), "experiment=table2_kmax44", f"paths.data_root={tmp_path}"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    logged = result.stdout + result.stderr  # Hydra's job logging writes to stdout
+    assert result.returncode == 2
+    assert "experiment=table2_kmax44: no " in logged and "supported: table1_rft_deepseekmath_7b_100k" in logged
+    assert not (tmp_path / "fused").exists()
+    with pytest.raises(SystemExit, match="supported: .*table2_kmax4"):
+        plan(["experiment=table2_kmax44"])

@@ -315,3 +315,13 @@ def test_provably_unequal_gives_up_outside_its_proof():
 def test_verdict_is_str_enum_and_version():
     assert Verdict("correct") is C and C == "correct"
     assert isinstance(VERIFIER_VERSION, str) and VERIFIER_VERSION
+
+
+def test_refutation_gives_up_once_exact_values_grow_too_large():
+    """Sizes are bounded per term, so a long sum of huge fractions is abandoned, not summed for seconds."""
+    import sympy
+
+    x = sympy.Symbol("x", real=True)
+    huge = sympy.Add(*[sympy.Pow(x**64 + k, -40) for k in range(1, 300)])
+    assert not provably_unequal(sympy.Integer(1), huge)
+    assert provably_unequal(sympy.Integer(1), sympy.Add(*[sympy.Pow(x + k, -2) for k in range(1, 30)]))

@@ -402,11 +402,13 @@ def _value_at(expr, point: dict, budget: list) -> Fraction:
     if expr in point:
         return point[expr]
     if isinstance(expr, sympy.Add):
-        val = sum((_value_at(a, point, budget) for a in expr.args), Fraction(0))
+        val = Fraction(0)
+        for a in expr.args:  # size checked per term: a long sum of huge fractions must not run for seconds
+            val = _bounded(val + _value_at(a, point, budget))
     elif isinstance(expr, sympy.Mul):
         val = Fraction(1)
         for a in expr.args:
-            val *= _value_at(a, point, budget)
+            val = _bounded(val * _value_at(a, point, budget))
     elif isinstance(expr, sympy.Pow) and isinstance(expr.exp, sympy.Integer):
         k = int(expr.exp)
         if abs(k) > _MAX_EXP:
@@ -417,6 +419,10 @@ def _value_at(expr, point: dict, budget: list) -> Fraction:
         val = base**k
     else:
         raise _GiveUp
+    return _bounded(val)
+
+
+def _bounded(val: Fraction) -> Fraction:
     if max(val.numerator.bit_length(), val.denominator.bit_length()) > _MAX_BITS:
         raise _GiveUp
     return val

@@ -23,7 +23,7 @@ import yaml
 
 from trajfusion.evaluation.metrics import bootstrap_means, mean, paired_deltas, percentile_interval, problem_scores
 from trajfusion.evaluation import paper_table
-from trajfusion.evaluation.outputs import load_results, load_run
+from trajfusion.evaluation.outputs import load_results, load_run, wandb_group
 from trajfusion.io import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def group_runs(group: str, root: str | Path) -> list[Path]:
     found = []
     for results_file in sorted(Path(root, "eval").rglob("results.json")):
         results = load_results(results_file.parent)
-        if (results.get("config", {}).get("wandb") or {}).get("group") == group:
+        if wandb_group(results) == group:
             found.append((results["run_name"], results_file.parent))
     return baseline_first(found, group, str(Path(root, "eval")))
 
@@ -172,7 +172,7 @@ def table_main(args, api=None) -> int:
     if args.wandb:
         from trajfusion.evaluation.wandb_runs import eval_runs, run_values
 
-        runs = [run_values(r) for r in eval_runs(args.wandb, api=api)]
+        runs = [run_values(r) for r in eval_runs(args.wandb, paper_table.table_groups(paper_numbers(), args.table), api)]
     else:
         runs = paper_table.local_runs(args.root)
     text, filled = paper_table.render(args.table, paper_numbers(), runs)

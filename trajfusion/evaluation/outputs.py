@@ -38,6 +38,11 @@ def write_run(run_dir: Path, results: dict, samples_by_task: dict[str, list[dict
     atomic_write_bytes(run_dir / TABLE, markdown_table(results).encode("utf-8"))
 
 
+def wandb_group(results: dict) -> str:
+    """The W&B group an evaluation run logs to: `wandb.group`, else its run name (tracking.py's rule)."""
+    return (results.get("config", {}).get("wandb") or {}).get("group") or results["run_name"]
+
+
 def load_results(run_dir: str | Path) -> dict:
     """results.json of a finished run directory."""
     run_dir = Path(run_dir)

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trajfusion.evaluation.outputs import RESULTS, load_results
+from trajfusion.evaluation.outputs import RESULTS, load_results, wandb_group
 
 AVERAGE = "average"
 TOKENS_SUFFIX = "/tokens"
@@ -56,15 +56,13 @@ def values_of_results(results: dict) -> dict[str, float]:
 
 
 def local_runs(root: str | Path) -> list[RunValues]:
-    """Every finished evaluate.py run under `<root>/eval` that was logged to a W&B group."""
+    """Every finished evaluate.py run under `<root>/eval`, with the W&B group it logged to."""
     runs = []
     for results_file in sorted(Path(root, "eval").rglob(RESULTS)):
         results = load_results(results_file.parent)
-        group = (results.get("config", {}).get("wandb") or {}).get("group")
-        if group:
-            limit = (results.get("config", {}).get("benchmark") or {}).get("limit", results.get("limit"))
-            runs.append(RunValues(group, results["run_name"], str(results_file.parent),
-                                  f"{results_file.stat().st_mtime:020.6f}", limit, values_of_results(results)))
+        limit = (results.get("config", {}).get("benchmark") or {}).get("limit", results.get("limit"))
+        runs.append(RunValues(wandb_group(results), results["run_name"], str(results_file.parent),
+                              f"{results_file.stat().st_mtime:020.6f}", limit, values_of_results(results)))
     return runs
 
 
@@ -77,6 +75,12 @@ def table_spec(numbers: dict, name: str) -> dict:
 def table_rows(spec: dict, rows: list) -> list[Row]:
     n = len(spec["labels"])
     return [Row([str(x) for x in r[:n]], r[n], r[n + 1] if len(r) > n + 1 else None) for r in rows]
+
+
+def table_groups(numbers: dict, name: str) -> list[str]:
+    """The W&B groups (presets) whose runs fill a table."""
+    spec = table_spec(numbers, name)
+    return [row.group for section in spec["sections"] for row in table_rows(spec, section["rows"]) if row.group]
 
 
 def newest_by_group(runs: list[RunValues]) -> dict[str, tuple[RunValues, int]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trajfusion.evaluation.outputs import RESULTS, SAMPLES_DIR
+from trajfusion.evaluation.outputs import RESULTS, SAMPLES_DIR, wandb_group
 from trajfusion.evaluation.training_api import wandb_mode
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def log_to_wandb(cfg, run_dir: Path, resolved: dict, tags: list[str], results: d
         return None
     import wandb
 
-    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group or results["run_name"], job_type=cfg.job_type,
+    run = wandb.init(project=cfg.project, entity=cfg.entity, group=wandb_group(results), job_type=cfg.job_type,
                      name=results["run_name"], tags=sorted(set(tags) | set(cfg.tags)), config=resolved, dir=str(run_dir),
                      mode=mode)
     metrics = scalar_metrics(results)

@@ -23,19 +23,21 @@ TRAIN_DATA_MEAN_ERRORS = "train_data/mean_errors"
 JOB_TYPE = "eval"  # evaluate.yaml's wandb.job_type
 
 
-def _api():
-    import wandb
-
-    return wandb.Api()
-
-
-def eval_runs(path: str, group: str | None = None, api=None) -> list:
-    """Finished evaluation runs of an ENTITY/PROJECT, optionally of one group, oldest first. The server
+def eval_runs(path: str, groups: str | list[str] | None = None, api=None) -> list:
+    """Finished evaluation runs of an ENTITY/PROJECT, optionally of some groups, oldest first. The server
     filters by group only; job type and state are checked here, which holds whatever the API's filter
-    field names become."""
+    field names become. W&B's own errors (no API key, unknown project, network) become a ValueError."""
     if path.count("/") != 1:
         raise ValueError(f"--wandb {path!r}: give ENTITY/PROJECT")
-    runs = (api or _api()).runs(path, filters={"group": group} if group else None, order="+created_at")
+    import wandb
+
+    if isinstance(groups, str):
+        groups = [groups]
+    filters = {"group": {"$in": groups}} if groups else None
+    try:
+        runs = list((api or wandb.Api()).runs(path, filters=filters, order="+created_at"))
+    except wandb.errors.Error as exc:
+        raise ValueError(f"--wandb {path}: {exc}") from exc
     return [run for run in runs if run.job_type == JOB_TYPE and run.state == "finished"]
 
 
@@ -62,6 +64,8 @@ def run_values(run) -> RunValues:
 def download_run(run, into: Path) -> Path:
     """results.json and samples/*.jsonl of a run into `into/<run id>` (reused when already complete; a
     half-finished download is never left as a run directory)."""
+    import wandb
+
     dest = into / run.id
     if (dest / RESULTS).exists():
         return dest
@@ -71,7 +75,10 @@ def download_run(run, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=into, prefix=f".{run.id}-") as tmp:
         for f in wanted:
-            f.download(root=tmp, replace=True)
+            try:
+                f.download(root=tmp, replace=True).close()
+            except wandb.errors.Error as exc:
+                raise ValueError(f"W&B run {run.url}: downloading {f.name}: {exc}") from exc
         shutil.rmtree(dest, ignore_errors=True)
         Path(tmp).rename(dest)
         Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name it made
