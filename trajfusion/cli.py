@@ -22,16 +22,18 @@ def fail_cleanly(run: Callable[[], T]) -> T:
         sys.exit(2)
 
 
+def check_experiment(conf: Path, name: str | None) -> None:
+    """A preset name must be a file of `conf/experiment/`; the error lists the ones there are."""
+    if name and not (conf / "experiment" / f"{name}.yaml").exists():
+        known = sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))
+        raise ValueError(f"experiment={name}: no {conf / 'experiment' / name}.yaml; supported: {', '.join(known)}")
+
+
 def require_known_experiment() -> None:
     """Hydra silently skips an `optional experiment` whose file does not exist, so a mistyped preset would
-    run the defaults; refuse it, naming the presets there are. Call inside a @hydra.main function."""
+    run the defaults; refuse it. Call inside a @hydra.main function."""
     from hydra.core.hydra_config import HydraConfig
 
     runtime = HydraConfig.get().runtime
-    name = runtime.choices.get("experiment")
-    if not name:
-        return
     conf = next(Path(s.path.removeprefix("file://")) for s in runtime.config_sources if s.provider == "main")
-    if not (conf / "experiment" / f"{name}.yaml").exists():
-        known = sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))
-        raise ValueError(f"experiment={name}: no {conf / 'experiment' / name}.yaml; supported: {', '.join(known)}")
+    check_experiment(conf, runtime.choices.get("experiment"))

@@ -25,6 +25,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from trajfusion.cli import check_experiment
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 BUILD_GROUPS = ("data", "teacher", "selector", "length_policy", "fusion")
@@ -122,9 +124,10 @@ def plan(experiment_and_overrides: list[str]) -> Plan:
     if len(experiments) != 1:
         raise SystemExit("give exactly one experiment=NAME (a file of conf/experiment/)")
     experiment = experiments[0].split("=", 1)[1]
-    if not (CONF / "experiment" / f"{experiment}.yaml").exists():  # Hydra would skip the optional preset silently
-        known = sorted(f.stem for f in (CONF / "experiment").glob("*.yaml"))
-        raise SystemExit(f"experiment={experiment}: no conf/experiment/{experiment}.yaml; supported: {', '.join(known)}")
+    try:
+        check_experiment(CONF, experiment)  # Hydra would skip a missing optional preset silently
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     overrides = [o for o in experiment_and_overrides if not o.startswith("experiment=")]
     train_cfg, choices = compose("train", [f"experiment={experiment}", *overrides])
     from trajfusion.training.schema import to_train_config
