@@ -69,19 +69,19 @@ def download_run(run, into: Path) -> Path:
     dest = into / run.id
     if (dest / RESULTS).exists():
         return dest
-    wanted = [f for f in run.files() if f.name == RESULTS or (f.name.startswith(SAMPLES_DIR + "/") and f.name.endswith(".jsonl"))]
-    if not any(f.name == RESULTS for f in wanted):
-        raise ValueError(f"W&B run {run.url}: no {RESULTS} uploaded (evaluated before runs uploaded their files?)")
-    into.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=into, prefix=f".{run.id}-") as tmp:
-        for f in wanted:
-            try:
+    try:
+        wanted = [f for f in run.files() if f.name == RESULTS or (f.name.startswith(SAMPLES_DIR + "/") and f.name.endswith(".jsonl"))]
+        if not any(f.name == RESULTS for f in wanted):
+            raise ValueError(f"W&B run {run.url}: no {RESULTS} uploaded (evaluated before runs uploaded their files?)")
+        into.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=into, prefix=f".{run.id}-") as tmp:
+            for f in wanted:
                 f.download(root=tmp, replace=True).close()
-            except wandb.errors.Error as exc:
-                raise ValueError(f"W&B run {run.url}: downloading {f.name}: {exc}") from exc
-        shutil.rmtree(dest, ignore_errors=True)
-        Path(tmp).rename(dest)
-        Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name it made
+            shutil.rmtree(dest, ignore_errors=True)
+            Path(tmp).rename(dest)
+            Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name it made
+    except wandb.errors.Error as exc:
+        raise ValueError(f"W&B run {run.url}: downloading its files: {exc}") from exc
     log.info("downloaded %s (%d files) to %s", run.url, len(wanted), dest)
     return dest
 
