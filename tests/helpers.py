@@ -43,6 +43,17 @@ def fake_eval_run(run_dir: Path, name: str, accuracy_by_task: dict[str, float], 
     return run_dir
 
 
+def vllm_test_model(what: str) -> str:
+    """The model the GPU tests run vLLM on (TRAJFUSION_GPU_TEST_MODEL); skips the test without vLLM or one."""
+    import pytest
+
+    pytest.importorskip("vllm")
+    model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")
+    if not model:
+        pytest.skip(f"set TRAJFUSION_GPU_TEST_MODEL to {what}")
+    return model
+
+
 def cuda_available() -> bool:
     try:
         import torch

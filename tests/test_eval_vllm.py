@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import cuda_available
+from tests.helpers import cuda_available, vllm_test_model
 
 from trajfusion.evaluation.backends import (TaskRun, run_vllm_shards, shard_devices, shard_launches,
                                             vllm_model_args)
@@ -66,10 +66,7 @@ def test_shard_outputs_are_merged_in_benchmark_order_and_a_failed_shard_fails(tm
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
 def test_vllm_backend_evaluates_a_checkpoint_on_gpu(tmp_path):
-    pytest.importorskip("vllm")
-    model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")
-    if not model:
-        pytest.skip("set TRAJFUSION_GPU_TEST_MODEL to a local HF model directory")
+    model = vllm_test_model("a local HF model directory")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"paths.data_root={tmp_path}",
                            f"hydra.run.dir={tmp_path / 'run'}", "student=qwen2p5_math_7b", f"ckpt={model}",

@@ -1,20 +1,16 @@
 """GPU checks: run on a machine with CUDA and vLLM (`pytest -m gpu`); skipped elsewhere."""
 
-import os
 
 import pytest
 
-from tests.helpers import cuda_available
+from tests.helpers import cuda_available, vllm_test_model
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
 def test_vllm_teacher_samples_k_per_problem_reproducibly(compose):
-    pytest.importorskip("vllm")
-    model = os.environ.get("TRAJFUSION_GPU_TEST_MODEL")
-    if not model:
-        pytest.skip("set TRAJFUSION_GPU_TEST_MODEL to a local instruct model directory (or a hub id)")
+    model = vllm_test_model("a local instruct model directory (or a hub id)")
     from trajfusion.backends.vllm_teacher import VLLMTeacher
 
     cfg = compose("teacher=qwen2p5_math_7b_instruct", f"teacher.model={model}", "teacher.num_samples=4",
