@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,26 +41,106 @@ def resolve_path(path: str | Path) -> Path:
     return bundled if bundled.exists() else candidate.resolve()
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_INT_DIGITS = 4300  # Python's int-conversion limit: longer JSON integers are refused, located
+
+
+def _check_readable(path: Path) -> None:
+    """A located error for a path that is not a readable regular file (before any hashing or reading)."""
+    if not path.exists():
+        raise DataError(path, None, None, "file not found")
+    if path.is_dir():
+        raise DataError(path, None, None, "is a directory, expected a JSONL file")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, None, None, "not readable (permission denied)")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes (gzip by name or by magic bytes); a damaged gzip stream is a DataError."""
+    if path.suffix == ".gz" and not _is_gzip(path):
+        raise DataError(path, None, None, "not gzip data (the .gz name says it should be; re-compress it or drop the suffix)")
+    if not _is_gzip(path):
+        with open(path, "rb") as handle:
+            yield from handle
+        return
+    line_no = 0
+    try:
+        with gzip.open(path, "rb") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                yield line
+    except (EOFError, OSError, zlib.error) as exc:  # truncated stream, bad CRC, corrupt block
+        reason = "truncated (the gzip stream ends early)" if isinstance(exc, EOFError) else f"corrupt gzip data ({exc})"
+        raise DataError(path, line_no + 1, None, reason) from None
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (more than {MAX_INT_DIGITS}; write it as a string)")
+    return int(text)
+
+
+def _decode_line(path: Path, line_no: int, raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 1].hex()
+        raise DataError(path, line_no, None, f"not valid UTF-8 (byte 0x{bad} at byte offset {exc.start} of the line)") from None
+    if line_no == 1:
+        text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line_no, None, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(path, line_no, None, "not valid JSON here (nested too deeply)") from None
+    except ValueError as exc:
+        raise DataError(path, line_no, None, f"not valid JSON here ({exc})") from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; a malformed line raises DataError."""
+    """(line number, object) for every non-blank line. Read as bytes so every failure is located:
+    a missing path, a directory, damaged gzip, non-UTF-8 bytes, malformed or too deeply nested JSON and
+    over-long integers each raise DataError with the file (and line), never a bare traceback."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, None, None, "file not found")
-    with _open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
+    _check_readable(path)
+    try:
+        for line_no, raw in enumerate(_raw_lines(path), start=1):
+            if not raw.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, line_no, None, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            obj = _decode_line(path, line_no, raw)
             if not isinstance(obj, dict):
-                raise DataError(path, line_no, None, f"expected a JSON object, got {type(obj).__name__}")
+                raise DataError(path, line_no, None, f"expected a JSON object, got {json_type(obj)}")
             yield line_no, obj
+    except PermissionError:
+        raise DataError(path, None, None, "not readable (permission denied)") from None
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def text_value(path: str | Path, line: int | None, field: str, value: Any) -> str | None:
+    """A field that must hold text: a string as is, a number as its JSON text, None when absent;
+    a list, object or boolean is a located DataError (it would otherwise be silently stringified)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return json.dumps(value)
+    raise DataError(path, line, field, f"must be a string or a number, got {json_type(value)}")
 
 
 def dumps_line(obj: Any) -> str:
@@ -123,6 +204,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 
 def sha256_file(path: str | Path) -> str:
+    _check_readable(Path(path))
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trajfusion.core.decontaminate import BenchmarkIndex
 from trajfusion.core.verify import extract_answer
-from trajfusion.io import DataError, read_jsonl, resolve_path
+from trajfusion.io import DataError, read_jsonl, resolve_path, text_value
 
 log = logging.getLogger(__name__)
 BENCHMARK_DIR = "data/benchmarks"
@@ -58,18 +58,18 @@ def read_problems(data) -> list[dict]:
     """Problems with `id`, `problem`, `answer` (+ original fields); bad records name where they are."""
     problems, seen = [], {}
     for source, line, obj in _records(data):
-        pid = f"{data.name}-{line}" if data.id_field is None else obj.get(data.id_field)
+        pid = f"{data.name}-{line}" if data.id_field is None else text_value(source, line, data.id_field, obj.get(data.id_field))
         if pid is None or not str(pid).strip():
             raise DataError(source, line, data.id_field, "missing or empty problem id")
         pid = str(pid)
         if pid in seen:
             raise DataError(source, line, data.id_field, f"duplicate id {pid!r} (first on line {seen[pid]})")
         seen[pid] = line
-        problem = obj.get(data.problem_field)
+        problem = text_value(source, line, data.problem_field, obj.get(data.problem_field))
         if not isinstance(problem, str) or not problem.strip():
             raise DataError(source, line, data.problem_field, "missing or empty (a non-empty string is required)")
-        raw = obj.get(data.answer_field)
-        answer = transform_answer(str(raw), data.answer_transform) if raw is not None else None
+        raw = text_value(source, line, data.answer_field, obj.get(data.answer_field))
+        answer = transform_answer(raw, data.answer_transform) if raw is not None else None
         if not answer:
             raise DataError(source, line, data.answer_field, f"missing or empty reference answer (transform {data.answer_transform!r})")
         problems.append({**obj, "id": pid, "problem": problem, "answer": answer})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trajfusion.io import DataError, read_jsonl, resolve_path
+from trajfusion.io import DataError, json_type, read_jsonl, resolve_path, text_value
 
 
 def trajectory_text(reasoning: str, final_answer: str | None) -> str:
@@ -21,7 +21,7 @@ def trajectory_text(reasoning: str, final_answer: str | None) -> str:
 
 
 def _text_field(path: Path, line: int, obj: dict, key: str, where: str) -> str:
-    value = obj.get(key)
+    value = text_value(path, line, f"{where}{key}", obj.get(key))
     if not isinstance(value, str) or not value.strip():
         raise DataError(path, line, f"{where}{key}", "missing or empty (a non-empty string is required)")
     return value
@@ -35,31 +35,36 @@ def load_replay_pool(
     path = resolve_path(pool_path)
     rows, seen = [], {}
     for line, obj in read_jsonl(path):
-        if obj.get(id_field) is None or not str(obj[id_field]).strip():
+        pid = text_value(path, line, id_field, obj.get(id_field))
+        if pid is None or not pid.strip():
             raise DataError(path, line, id_field, "missing or empty problem id")
-        pid = str(obj[id_field])
         if pid in seen:
             raise DataError(path, line, id_field, f"duplicate id {pid!r} (first on line {seen[pid]})")
         seen[pid] = line
         problem = _text_field(path, line, obj, problem_field, "")
-        answer = obj.get(answer_field)
-        if answer is None or not str(answer).strip():
+        answer = text_value(path, line, answer_field, obj.get(answer_field))
+        if answer is None or not answer.strip():
             raise DataError(path, line, answer_field, "missing or empty reference answer")
         stored = obj.get("samples")
-        if not isinstance(stored, list):
+        if stored is None:
             raise DataError(path, line, "samples", "missing (a replay pool needs a list of samples per problem)")
+        if not isinstance(stored, list):
+            raise DataError(path, line, "samples", f"must be a list of samples, got {json_type(stored)}")
         samples = []
         for j, s in enumerate(stored):
             if not isinstance(s, dict):
-                raise DataError(path, line, f"samples[{j}]", "expected an object")
+                raise DataError(path, line, f"samples[{j}]", f"expected an object, got {json_type(s)}")
+            key = "text" if "text" in s else "solution"
+            reasoning = text_value(path, line, f"samples[{j}].{key}", s.get(key))
+            pred = text_value(path, line, f"samples[{j}].pred", s.get("pred"))
+            model = text_value(path, line, f"samples[{j}].model", s.get("model"))
             if open_weights_only and s.get("open_weights") is False:
                 continue
-            reasoning = s.get("text", s.get("solution"))
             if not isinstance(reasoning, str):
                 raise DataError(path, line, f"samples[{j}].solution", "missing (need 'solution' or 'text')")
             samples.append({
-                "text": reasoning if "text" in s else trajectory_text(reasoning, s.get("pred")),
-                "model": str(s.get("model", "unknown")),
+                "text": reasoning if "text" in s else trajectory_text(reasoning, pred),
+                "model": model if model is not None else "unknown",
                 "finish_reason": s.get("finish_reason", "stop"),
                 # the stored reasoning was cut for storage: usable for r, not as a fused error or y*
                 "truncated": bool(s.get("truncated", s.get("solution_truncated", False))),
@@ -69,7 +74,7 @@ def load_replay_pool(
         samples = samples[:num_samples] if num_samples else samples
         for j, s in enumerate(samples):
             s["sample_id"] = f"{pid}:{j:03d}"
-        rows.append({"id": pid, "problem": problem, "answer": str(answer).strip(), "samples": samples})
+        rows.append({"id": pid, "problem": problem, "answer": answer.strip(), "samples": samples})
         if limit and len(rows) >= limit:
             break
     if not rows:
