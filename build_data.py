@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from trajfusion.cli import fail_cleanly, require_known_experiment
-from trajfusion.config import register_configs, to_build_config
+from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
+from trajfusion.overrides import refuse_unknown_additions
 from trajfusion.stages import build_dataset, sample
 
 register_configs()
@@ -18,6 +19,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> str | dict:
     fail_cleanly(require_known_experiment)
+    fail_cleanly(lambda: refuse_unknown_additions(BuildDataEntryConfig, "build_data.py"))
     build_cfg = fail_cleanly(lambda: to_build_config(cfg))
     if build_cfg.stage == "sample":  # one shard of teacher sampling (a SLURM array task)
         return fail_cleanly(lambda: sample(build_cfg))

@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from trajfusion.cli import fail_cleanly, require_known_experiment
-from trajfusion.config import register_configs, to_build_config
+from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
+from trajfusion.overrides import refuse_unknown_additions
 from trajfusion.stages import calibrate
 
 register_configs()
@@ -18,6 +19,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> float:
     fail_cleanly(require_known_experiment)
+    fail_cleanly(lambda: refuse_unknown_additions(BuildDataEntryConfig, "calibrate_alpha.py"))
     return fail_cleanly(lambda: calibrate(to_build_config(cfg))["alpha"])
 
 

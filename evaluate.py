@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from trajfusion.cli import fail_cleanly
-from trajfusion.evaluation.schema import register_eval_configs, to_eval_config
+from trajfusion.evaluation.schema import EvalConfig, register_eval_configs, to_eval_config
+from trajfusion.overrides import refuse_unknown_additions
 
 register_eval_configs()
 
@@ -23,6 +24,7 @@ register_eval_configs()
 def main(cfg: DictConfig) -> dict:
     from trajfusion.evaluation.runner import evaluate
 
+    fail_cleanly(lambda: refuse_unknown_additions(EvalConfig, "evaluate.py"))
     hydra_cfg = HydraConfig.get()
     return fail_cleanly(lambda: evaluate(
         to_eval_config(cfg), OmegaConf.to_container(cfg, resolve=True), Path(hydra_cfg.runtime.output_dir),

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import register_configs
-from trajfusion.training.schema import register_train_configs, to_train_config
+from trajfusion.overrides import refuse_unknown_additions
+from trajfusion.training.schema import TrainConfig, register_train_configs, to_train_config
 
 register_configs()
 register_train_configs()
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> str:
     from trajfusion.training.trainer import train
 
     fail_cleanly(require_known_experiment)
+    fail_cleanly(lambda: refuse_unknown_additions(TrainConfig, "train.py"))
     _export_submitit_ranks()
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir

@@ -129,6 +129,13 @@ def plan(experiment_and_overrides: list[str]) -> Plan:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     overrides = [o for o in experiment_and_overrides if not o.startswith("experiment=")]
+    from trajfusion.overrides import check_additions
+    from trajfusion.training.schema import TrainConfig
+
+    try:
+        check_additions(overrides, TrainConfig, "train.py")  # Hydra adds any `+key`; the jobs would run without it
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     train_cfg, choices = compose("train", [f"experiment={experiment}", *overrides])
     from trajfusion.training.schema import to_train_config
 
