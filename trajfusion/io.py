@@ -8,6 +8,7 @@ never leaves a half-written file that a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -189,18 +190,38 @@ def read_json(path: str | Path) -> Any:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Fill a temporary sibling directory, then rename it to `path` (replacing an older one)."""
+    """Fill a temporary sibling directory, then rename it to `path`.
+
+    An older `path` is renamed aside first and deleted only after the new one is in place, so `path`
+    is never missing for long and never half-deleted; if another process renames a directory onto
+    `path` in between, that one is moved aside too and the rename retried, so the final rename never
+    fails on a directory someone else just created (the last writer wins, whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    aside: list[Path] = []
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        for _ in range(100):
+            try:
+                os.rename(tmp, path)  # fails on an existing non-empty directory (ENOTEMPTY/EEXIST)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) and not path.exists():
+                    raise
+                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+                try:
+                    os.replace(path, old)  # onto the empty placeholder: atomic
+                except FileNotFoundError:
+                    old.rmdir()  # it went away by itself: just retry
+                    continue
+                aside.append(old)
+        else:
+            raise OSError(f"{path}: could not rename the new directory into place")
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in [tmp, *aside]:
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -32,6 +32,7 @@ from trajfusion.core.verify import VERIFIER_VERSION, Verdict, extract_answer, no
 from trajfusion.io import (
     atomic_directory, content_hash, read_json, read_jsonl, resolve_path, sha256_file, write_json, write_jsonl,
 )
+from trajfusion.locks import output_lock
 from trajfusion.problems import decontaminate, training_problems
 from trajfusion.report import dataset_stats, summary_table
 from trajfusion.sampling import merge_shards, sample_shard
@@ -151,6 +152,15 @@ def load_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[d
     if pool_file.exists() and manifest_file.exists():
         log.info("reusing teacher pool %s", pool_file)
         return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
+    with output_lock(_data_root(cfg), f"pool-{directory.name}"):  # a concurrent build samples it once
+        if pool_file.exists() and manifest_file.exists():
+            log.info("reusing teacher pool %s (built by another process)", pool_file)
+            return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
+        return _sample_pool(cfg, directory, allow_sampling)
+
+
+def _sample_pool(cfg: BuildDataConfig, directory: Path, allow_sampling: bool) -> tuple[list[dict], dict]:
+    pool_file, manifest_file = directory / "pool.jsonl.gz", directory / "pool_manifest.json"
     if not allow_sampling:
         raise ValueError(
             f"no sampled pool for teacher {cfg.teacher.name!r} at {directory}; sample it first with "
@@ -236,6 +246,14 @@ def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[li
     if path.exists() and report_path.exists():
         log.info("reusing verified pool %s", path)
         return [row for _, row in read_jsonl(path)], read_json(report_path), path
+    with output_lock(_data_root(cfg), f"verified-{path.parent.name}-{path.name.removesuffix('.jsonl.gz')}"):
+        if path.exists() and report_path.exists():
+            log.info("reusing verified pool %s (built by another process)", path)
+            return [row for _, row in read_jsonl(path)], read_json(report_path), path
+        return _verify_pool(cfg, allow_sampling, path, report_path)
+
+
+def _verify_pool(cfg: BuildDataConfig, allow_sampling: bool, path: Path, report_path: Path) -> tuple[list[dict], dict, Path]:
     rows, pool_report = load_pool(cfg, allow_sampling)
     started = time.perf_counter()
     report = verify_rows(rows, cfg, _data_root(cfg) / "cache" / "verify.sqlite") | {"pool": pool_report}
@@ -333,7 +351,15 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
     if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
         log.info("dataset %s exists: reusing %s", data_id, out_dir)
         return out_dir
+    with output_lock(_data_root(cfg), f"fused-{out_dir.name}"):  # a concurrent build of it waits, then reuses
+        if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
+            log.info("dataset %s was built by another process: reusing %s", data_id, out_dir)
+            return out_dir
+        return _build_dataset(cfg, resolved_config, allow_sampling, started, prompts, data_id, out_dir)
 
+
+def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sampling: bool, started: float,
+                   prompts: dict, data_id: str, out_dir: Path) -> Path:
     rows, verify_report, verified_path = verified_pool(cfg, allow_sampling)
     settings = fusion_settings(cfg, prompts)
     count = token_counter(cfg.length_policy.tokenizer)
