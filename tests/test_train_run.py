@@ -45,6 +45,17 @@ def metrics(run_dir):
     return by_step
 
 
+# wall-clock values: they differ between any two runs
+TIMING_KEYS = ("time", "train/tokens_per_s", "train/train_runtime", "train/train_samples_per_second",
+               "train/train_steps_per_second")
+
+
+def metric_lines(run_dir):
+    """Every metrics.jsonl line in order, without the wall-clock values."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in lines]
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp("data_root")
@@ -122,6 +133,16 @@ def test_killed_run_resumes_with_the_same_loss_trajectory(data_root, adaptive_ru
     assert sorted(got) == sorted(expected)
     for step in expected:
         assert got[step]["train/loss"] == pytest.approx(expected[step]["train/loss"], rel=1e-4, abs=1e-5), step
+    # metrics.jsonl line for line as the uninterrupted run's: no replayed step twice, one summary line
+    expected_lines, got_lines = (metric_lines(d) for d in (reference, run_dir))
+    assert [(r["step"], sorted(r)) for r in got_lines] == [(r["step"], sorted(r)) for r in expected_lines]
+    for want, have in zip(expected_lines, got_lines):
+        for key, value in want.items():
+            assert have[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (want["step"], key)
+    # the summary's train_loss covers every step, not only the resumed part
+    reference_loss = json.loads((reference / "manifest.json").read_text())["train_metrics"]["train_loss"]
+    assert manifest["train_metrics"]["train_loss"] == pytest.approx(reference_loss, rel=1e-6)
+    assert got_lines[-1]["train/train_loss"] == pytest.approx(reference_loss, rel=1e-6)
     assert (run_dir / "wandb_run_id").read_text() == wandb_id  # the same W&B run continues
 
 

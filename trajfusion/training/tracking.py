@@ -81,6 +81,14 @@ class RunTracker(TrainerCallback):
         if self.run is not None:
             self.run.log(metrics, step=step)
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.is_main and state.global_step > 0:  # resumed: the steps after the checkpoint are logged again
+            from trajfusion.training.resume import truncate_metrics
+
+            dropped = truncate_metrics(self.metrics_path, state.global_step)
+            if dropped:
+                log.info("metrics.jsonl: dropped %d lines logged after checkpoint-%d", dropped, state.global_step)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:
             self.record({f"train/{k}" if "/" not in k else k: v for k, v in logs.items()}, state.global_step)

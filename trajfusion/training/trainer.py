@@ -20,6 +20,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from trajfusion.io import content_hash, read_json, read_jsonl, write_json
+from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
 from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
 from trajfusion.training.students import load_model, load_tokenizer, prepare_tokenizer
@@ -93,6 +94,8 @@ class ThroughputTrainer(Trainer):
         self.capacity = capacity
         self._counts = torch.zeros(3, dtype=torch.float64)
         self._since = time.perf_counter()
+        self.loss_sum_restored = False
+        self.add_callback(LossCarry(self))  # a resumed run's train_loss covers the steps before the checkpoint too
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         stats = [inputs.pop(k) for k in STAT_KEYS]
@@ -112,7 +115,16 @@ class ThroughputTrainer(Trainer):
             logs["tokens"] = int(real)
             self._counts.zero_()
             self._since = time.perf_counter()
+        if "train_loss" in logs and self.loss_sum_restored:  # HF divides by this call's steps only
+            logs["train_loss"] = self._total_loss_scalar / max(self.state.global_step, 1)
         super().log(logs, start_time)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # before HF's files: trainer_state.json, written last, then implies the loss sum is there
+        if self.args.process_index == 0:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            save_loss_sum(folder, self.state.global_step, self._total_loss_scalar + self._tr_loss.item())
+        super()._save_checkpoint(model, trial)
 
 
 class PreemptionCallback(TrainerCallback):
