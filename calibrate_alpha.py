@@ -1,8 +1,10 @@
-"""Pick α for a pool: mean #Err and P(k ≥ j) over a grid, and the α that meets a target #Err.
+"""α for a pool, whole curve: mean #Err and P(#Err ≥ j) at every breakpoint of α and on a grid, and the α
+that `length_policy.alpha=auto` (the default of every build) picks for the target #Err.
 
     python calibrate_alpha.py                                   # bundled pool, k_max=4, target 1.49
     python calibrate_alpha.py length_policy.k_max=2             # target 1.02 (paper Table 2)
-    python calibrate_alpha.py calibration.target_mean_errors=1.2
+    python calibrate_alpha.py length_policy.target_errors=1.2    # any target
+    python calibrate_alpha.py selector=low_div length_policy.target_errors=1.13
 """
 
 import hydra

@@ -30,7 +30,13 @@ def test_every_option_composes_and_validates(compose, group, option):
 def test_defaults_are_the_paper_method(compose):
     cfg = compose()
     assert (cfg.selector.name, cfg.length_policy.name, cfg.fusion.name, cfg.length_policy.k_max) == ("diverse", "adaptive", "adaptive", 4)
-    assert cfg.length_policy.alpha == cfg.teacher.calibrated_alpha
+    assert cfg.length_policy.alpha == "auto" and cfg.length_policy.target_errors is None
+    assert not hasattr(cfg.teacher, "calibrated_alpha")  # α belongs to the pool, not the teacher
+
+
+def test_an_explicit_alpha_is_a_number(compose):
+    assert compose("length_policy.alpha=2.5").length_policy.alpha == 2.5
+    assert compose("length_policy.alpha=2").length_policy.alpha == 2.0
 
 
 def test_unknown_group_option_lists_the_available_ones(compose):
@@ -57,6 +63,9 @@ def test_wrong_type_fails_at_compose(compose):
         ("length_policy.name=auto", "supported: adaptive, fixed, none"),
         ("fusion.name=lemma", "supported: adaptive, rft"),
         ("length_policy.k_max=-1", "length_policy.k_max: must be >= 0"),
+        ("length_policy.alpha=often", "length_policy.alpha: must be 'auto' or a number >= 0, got 'often'"),
+        ("length_policy.alpha=-1", "length_policy.alpha: must be 'auto' or a number >= 0"),
+        ("length_policy.target_errors=0", "length_policy.target_errors: must be positive"),
         ("teacher.top_p=1.5", "top_p must be in"),
         ("verifier.strategies=[boxed,guess]", "verifier.strategies: unknown option 'guess'"),
     ],

@@ -41,7 +41,7 @@ def built(tmp_path_factory):
         for arm in ("adaptive", "rft"):
             cfg = to_build_config(compose("build_data", [f"paths.data_root={root}", SLICE, f"fusion={arm}", "progress=false"]))
             out[arm] = build_dataset(cfg)
-        out["cfg"] = cfg
+            out[f"cfg_{arm}"] = cfg
     return root, out
 
 
@@ -55,6 +55,13 @@ def test_dataset_directory_has_every_output(built):
         assert manifest["data_id"] in out[arm].name and manifest["rows"] == len(rows_of(out[arm]))
         assert set(manifest["counts"]["dropped"]) == {"no_judged_samples", "no_correct", "correct_too_long"}
         assert manifest["verification"]["samples"] > 0 and manifest["input_files"]
+    manifest = json.loads((out["adaptive"] / "manifest.json").read_text())
+    stats = json.loads((out["adaptive"] / "stats.json").read_text())
+    alpha = manifest["alpha"]["alpha"]
+    assert manifest["alpha"]["source"] == "calibrated" and stats["alpha_calibration"] == manifest["alpha"]
+    assert stats["alpha"] == alpha and {r["alpha"] for r in rows_of(out["adaptive"])} == {alpha}
+    assert abs(stats["mean"]["n_errors"] - manifest["alpha"]["mean_errors"]) < 1e-4  # the calibration is the dataset's own
+    assert (Path(manifest["verified_pool"]).parent / manifest["alpha"]["file"]).exists()
 
 
 def test_arms_share_problems_and_y_star(built):
@@ -92,16 +99,23 @@ def test_data_id_follows_the_knobs(built, compose):
     base = data_id()
     assert data_id("length_policy.k_max=2") != base and data_id("selector=low_div") != base and data_id("seed=1") != base
     assert data_id("paths.data_root=/elsewhere") == base and data_id("progress=false") == base
+    # α=auto hashes its target, not the α it calibrates to: the id is known before calibration
+    assert data_id("length_policy.target_errors=1.49") == base and data_id("length_policy.target_errors=1.2") != base
+    assert data_id("length_policy.alpha=0.303") != base
     rft = data_id("fusion=rft")
     assert data_id("fusion=rft", "length_policy.k_max=2", "selector=low_div") == rft  # RFT ignores them
 
 
 def test_calibration_hits_the_target(built):
     root, out = built
-    result = calibrate(out["cfg"])
+    result = calibrate(out["cfg_adaptive"])
     assert abs(result["mean_errors"] - 1.49) < 0.15
     means = [p["mean_errors"] for p in result["grid"]]
     assert means == sorted(means) and result["grid"][0]["alpha"] < 0.1
+    curve = [p["mean_errors"] for p in result["curve"]]
+    assert curve == sorted(curve) and curve[0] == 0.0
+    # the tool's pick is the α the build used
+    assert result["alpha"] == json.loads((out["adaptive"] / "manifest.json").read_text())["alpha"]["alpha"]
 
 
 def _db_rows(path: Path) -> int:

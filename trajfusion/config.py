@@ -88,7 +88,6 @@ class TeacherConfig:
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
     problems_per_batch: int = 256  # problems submitted (and appended to the shard) at a time
-    calibrated_alpha: float = 1.0  # α calibrated on this teacher's pool (calibrate_alpha.py)
 
     def __post_init__(self) -> None:
         where = f"teacher ({self.name})"
@@ -96,7 +95,6 @@ class TeacherConfig:
         _require(0.0 < self.top_p <= 1.0, where, f"top_p must be in (0, 1], got {self.top_p}")
         _require(self.temperature >= 0, where, f"temperature must be >= 0, got {self.temperature}")
         _require(self.max_new_tokens > 0, where, "max_new_tokens must be positive")
-        _require(self.calibrated_alpha >= 0, where, "calibrated_alpha must be >= 0")
         _require("{problem}" in self.user_template, where, "user_template must contain {problem}")
         if self.backend == TeacherBackend.replay:
             _require(bool(self.pool_path), where, "the replay backend needs teacher.pool_path")
@@ -123,7 +121,8 @@ class LengthPolicyConfig:
 
     name: str = MISSING
     k_max: int = 4
-    alpha: float = 1.0
+    alpha: Any = "auto"  # auto: calibrated on the pool to target_errors (DESIGN §5.1); a number: used as given
+    target_errors: Optional[float] = None  # mean #Err for alpha=auto; null: the paper's Table 2 value for k_max
     max_tokens: int = 4096  # the student's max_seq_len
     tokenizer: Optional[str] = None  # tokenizer dir/id to count with; null: bytes/3 proxy
     overhead_tokens: int = 16  # chat-template tokens around the messages
@@ -131,7 +130,12 @@ class LengthPolicyConfig:
     def __post_init__(self) -> None:
         _require_choice("length_policy.name", self.name, LENGTH_POLICIES)
         _require(self.k_max >= 0, "length_policy.k_max", f"must be >= 0, got {self.k_max}")
-        _require(self.alpha >= 0, "length_policy.alpha", f"must be >= 0, got {self.alpha}")
+        if self.alpha != "auto":
+            ok = isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha >= 0
+            _require(ok, "length_policy.alpha", f"must be 'auto' or a number >= 0, got {self.alpha!r}")
+            self.alpha = float(self.alpha)
+        _require(self.target_errors is None or self.target_errors > 0, "length_policy.target_errors",
+                 f"must be positive or null, got {self.target_errors}")
         _require(self.max_tokens > 0, "length_policy.max_tokens", f"must be positive, got {self.max_tokens}")
 
 
@@ -182,11 +186,6 @@ class PathsConfig:
 
 
 @dataclass
-class CalibrationConfig:
-    target_mean_errors: Optional[float] = None  # null: the paper's Table 2 value for this k_max
-
-
-@dataclass
 class BuildDataConfig:
     data: DataConfig = MISSING
     teacher: TeacherConfig = MISSING
@@ -195,7 +194,6 @@ class BuildDataConfig:
     fusion: FusionConfig = MISSING
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
     stage: str = "all"  # all: sample what is missing, merge, verify, fuse; sample: this shard only
     seed: int = 0

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from trajfusion import __version__
 from trajfusion.backends.replay import load_replay_pool
+from trajfusion.calibration import alpha_identity, calibration_report, resolve_alpha
 from trajfusion.config import BuildDataConfig, TeacherBackend
 from trajfusion.core.build import FusionSettings, fuse_pools
 from trajfusion.core.records import ProblemPool, Sample
@@ -54,7 +55,7 @@ def _input_files(cfg: BuildDataConfig) -> dict[str, str]:
 
 
 # engine and batching knobs: they change speed, not samples
-_TEACHER_RUNTIME_KEYS = ("pool_path", "calibrated_alpha", "tensor_parallel_size", "gpu_memory_utilization",
+_TEACHER_RUNTIME_KEYS = ("pool_path", "tensor_parallel_size", "gpu_memory_utilization",
                          "enable_prefix_caching", "problems_per_batch")
 
 
@@ -85,7 +86,7 @@ def data_identity(cfg: BuildDataConfig, prompts: dict) -> dict:
     }
     if cfg.fusion.name != "rft":
         identity["selector"] = asdict(cfg.selector)
-        identity["length_policy"] = {"name": lp.name, "k_max": lp.k_max, "alpha": lp.alpha}
+        identity["length_policy"] = {"name": lp.name, "k_max": lp.k_max, "alpha": alpha_identity(cfg)}
     return identity
 
 
@@ -322,11 +323,11 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     return functools.lru_cache(maxsize=None)(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
 
 
-def fusion_settings(cfg: BuildDataConfig, prompts: dict) -> FusionSettings:
+def fusion_settings(cfg: BuildDataConfig, prompts: dict, alpha: float | None = None, policy: str | None = None) -> FusionSettings:
     lp = cfg.length_policy
     return FusionSettings(
         fusion=cfg.fusion.name, selector=cfg.selector.name, correct_choice=cfg.selector.correct,
-        length_policy=lp.name, k_max=lp.k_max, alpha=lp.alpha, max_tokens=lp.max_tokens,
+        length_policy=policy or lp.name, k_max=lp.k_max, alpha=alpha, max_tokens=lp.max_tokens,
         overhead_tokens=lp.overhead_tokens, use_truncated_errors=cfg.fusion.use_truncated_errors, seed=cfg.seed,
         system_prompt=cfg.fusion.system_prompt, reflections=tuple(prompts["reflections"]), feedback=tuple(prompts["feedback"]),
     )
@@ -361,12 +362,16 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
 def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sampling: bool, started: float,
                    prompts: dict, data_id: str, out_dir: Path) -> Path:
     rows, verify_report, verified_path = verified_pool(cfg, allow_sampling)
-    settings = fusion_settings(cfg, prompts)
     count = token_counter(cfg.length_policy.tokenizer)
-    fused, outcomes = fuse_pools(to_problem_pools(rows), settings, count)
+    pools = to_problem_pools(rows)
+    calibration_identity = {k: v for k, v in data_identity(cfg, prompts).items() if k != "pool"}
+    alpha, alpha_record = resolve_alpha(cfg, pools, verified_path, fusion_settings(cfg, prompts, policy="none"), count,
+                                        calibration_identity)
+    settings = fusion_settings(cfg, prompts, alpha)
+    fused, outcomes = fuse_pools(pools, settings, count)
     for row in fused:
         row["data_id"] = data_id
-    stats = dataset_stats(outcomes, settings)
+    stats = dataset_stats(outcomes, settings) | {"alpha_calibration": alpha_record}
     manifest = {
         "data_id": data_id,
         "identity": data_identity(cfg, prompts),
@@ -376,6 +381,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         "input_files": _input_files(cfg),
         "verified_pool": str(verified_path),
         "verification": verify_report,
+        "alpha": alpha_record,
         "counts": stats["counts"],
         "rows": len(fused),
         "wall_time_s": None,
@@ -397,32 +403,25 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
 
 
 def calibrate(cfg: BuildDataConfig) -> dict:
-    """calibrate_alpha.py: mean #Err and P(k ≥ j) over an α grid, and the α that meets the target."""
-    from trajfusion.core.calibrate import PAPER_MEAN_ERRORS, error_caps, pick_alpha, sweep
-
-    rows, _, _ = verified_pool(cfg)
+    """calibrate_alpha.py: mean #Err and P(#Err ≥ j) at every breakpoint of α, a grid view, and the α that
+    `length_policy.alpha=auto` picks for the target (the same search, the same fused-count table)."""
+    prompts = load_prompts(cfg)
+    rows, _, verified_path = verified_pool(cfg)
     lp = cfg.length_policy
-    caps = error_caps(to_problem_pools(rows), cfg.selector.name, cfg.fusion.use_truncated_errors)
-    target = cfg.calibration.target_mean_errors
-    if target is None:
-        if lp.k_max not in PAPER_MEAN_ERRORS:
-            raise ValueError(f"calibration.target_mean_errors: the paper has no #Err for k_max={lp.k_max}; set it")
-        target = PAPER_MEAN_ERRORS[lp.k_max]
-    points = sweep(caps, lp.name, lp.k_max)
-    best = pick_alpha(caps, lp.k_max, target)
-    result = {
-        "pool": str(pool_dir(cfg)), "problems": len(caps), "k_max": lp.k_max, "selector": cfg.selector.name,
-        "target_mean_errors": target, "alpha": best.alpha, "mean_errors": round(best.mean_errors, 4),
-        "p_at_least": [round(p, 4) for p in best.p_at_least],
-        "grid": [{"alpha": p.alpha, "mean_errors": round(p.mean_errors, 4), "p_at_least": [round(q, 4) for q in p.p_at_least]} for p in points],
-    }
-    out = pool_dir(cfg) / f"calibration-{cfg.selector.name}-kmax{lp.k_max}.json"
+    result = calibration_report(cfg, to_problem_pools(rows), fusion_settings(cfg, prompts, policy="none"),
+                                token_counter(lp.tokenizer))
+    result["pool"] = str(verified_path)
+    out = pool_dir(cfg) / f"calibration-curve-{cfg.selector.name}-kmax{lp.k_max}.json"
     write_json(out, result)
-    header = "  alpha  mean#Err  " + "  ".join(f"P(k>={j})" for j in range(1, lp.k_max + 1))
-    lines = [f"α calibration on {len(caps)} problems (selector={cfg.selector.name}, k_max={lp.k_max}, target #Err={target})", header]
-    for p in points + [best]:
-        mark = "  <- picked" if p is best else ""
-        lines.append(f"  {p.alpha:6.4g}  {p.mean_errors:8.3f}  " + "  ".join(f"{q:8.3f}" for q in p.p_at_least) + mark)
-    lines.append(f"set it with: teacher.calibrated_alpha={best.alpha}  (written to {out})")
+    header = "  alpha     mean#Err  " + "  ".join(f"P(#Err>={j})" for j in range(1, lp.k_max + 1))
+    lines = [f"α calibration on {result['problems']} problems (selector={cfg.selector.name}, k_max={lp.k_max}, "
+             f"target #Err={result['target']}, reachable max {result['reachable_max']})", "grid:", header]
+    for p in result["grid"]:
+        lines.append(f"  {p['alpha']:<8.4g}  {p['mean_errors']:8.3f}  " + "  ".join(f"{q:10.3f}" for q in p["p_at_least"]))
+    lines.append(f"picked (closest of {len(result['curve'])} steps): α={result['alpha']}  mean #Err {result['mean_errors']}  "
+                 f"P(#Err>=j) {result['p_at_least']}")
+    if result["reachable_max"] < result["target"]:
+        lines.append(f"WARNING: the pool cannot reach {result['target']}; at most {result['reachable_max']}")
+    lines.append(f"every breakpoint in {out}; `length_policy.alpha=auto` (the default) uses this α when building")
     log.info("\n%s", "\n".join(lines))
     return result

@@ -34,7 +34,7 @@ class FusionSettings:
     correct_choice: str = "shortest"
     length_policy: str = "adaptive"
     k_max: int = 4
-    alpha: float = 1.0
+    alpha: float | None = 1.0  # None: not used (a policy other than adaptive, α left to calibration)
     max_tokens: int = 4096
     overhead_tokens: int = 16
     use_truncated_errors: bool = False
@@ -48,7 +48,9 @@ class FusionSettings:
         _check_choice("selector", self.selector, SELECTORS)
         _check_choice("length_policy", self.length_policy, LENGTH_POLICIES)
         _check_choice("correct-trajectory choice", self.correct_choice, CORRECT_CHOICES)
-        if self.k_max < 0 or self.alpha < 0 or self.max_tokens <= 0:
+        if self.length_policy == "adaptive" and self.alpha is None and FUSIONS[self.fusion].uses_errors:
+            raise ValueError("the adaptive length policy needs a number for alpha")
+        if self.k_max < 0 or (self.alpha or 0) < 0 or self.max_tokens <= 0:
             raise ValueError(f"need k_max >= 0, alpha >= 0, max_tokens > 0; got {self.k_max}, {self.alpha}, {self.max_tokens}")
         if not self.reflections or not self.feedback:
             raise ValueError("the prompt repository needs at least one reflection and one feedback phrase")
