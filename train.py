@@ -36,9 +36,10 @@ def _export_submitit_ranks() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> str:
-    from trajfusion.training.trainer import train
-
     console.setup(cfg.verbose)
+    with console.chatter():
+        from trajfusion.training.trainer import train
+
     fail_cleanly(require_known_experiment)
     _export_submitit_ranks()
     hydra_cfg = HydraConfig.get()

@@ -10,19 +10,22 @@ module can emit one with `stage("...")` without knowing whether the run is quiet
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
-import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 STAGE_LOGGER = "trajfusion.stage"
 _stage_log = logging.getLogger(STAGE_LOGGER)
 _state = {"verbose": True}  # outside an entry point (tests, notebooks) nothing is hidden
 
-# Libraries that attach their own stderr handler instead of propagating to the root logger.
-_SELF_HANDLED = ("transformers", "lm-eval", "lm_eval", "datasets", "huggingface_hub", "accelerate", "deepspeed")
+# Libraries that attach their own console handler instead of propagating to the root logger.
+_SELF_HANDLED = ("transformers", "lm-eval", "lm_eval", "datasets", "huggingface_hub", "accelerate")
+# ... and those that attach it later, on first use (DeepSpeed: when TrainingArguments picks the accelerator)
+_LATE_HANDLED = ("DeepSpeed",)
 
 
 def stage(message: str, *args) -> None:
@@ -69,7 +72,6 @@ def setup(verbose: bool) -> Path | None:
     logging.captureWarnings(True)  # warnings.warn → the `py.warnings` logger → the log file
     if verbose:
         return log_file()
-    warnings.simplefilter("default")
     # wandb prints its banners and run summaries itself; silent keeps them in <run>/wandb/*/logs only
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -82,8 +84,33 @@ def setup(verbose: bool) -> Path | None:
             handler.setFormatter(plain)
     for name in _SELF_HANDLED:
         _route_to_root(logging.getLogger(name))
+    for name in _LATE_HANDLED:
+        logging.getLogger(name).addFilter(_FileOnly())
     _quiet_transformers()
     return log_file()
+
+
+class _FileOnly(logging.Filter):
+    """On a logger that will get its own console handler: hand each record to the root handlers (the
+    log file; the console's quiet filter drops it) and stop it before the logger's own handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logging.getLogger().handle(record)
+        return False
+
+
+@contextlib.contextmanager
+def chatter() -> Iterator[None]:
+    """Around imports that print (transformers announces offline W&B with a bare print): in quiet runs
+    their stdout goes to the log file."""
+    if is_verbose():
+        yield
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    if buffer.getvalue().strip():
+        logging.getLogger("trajfusion.chatter").info("%s", buffer.getvalue().rstrip())
 
 
 def _route_to_root(logger: logging.Logger) -> None:
@@ -129,3 +156,22 @@ def quiet_trainer(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(BarOnly)
+
+
+@contextlib.contextmanager
+def gguf_loading() -> Iterator[None]:
+    """transformers draws GGUF dequantisation with a bare tqdm bar (not its own switchable one); quiet
+    runs load without it."""
+    if is_verbose():
+        yield
+        return
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf
+
+    original = gguf.tqdm
+    gguf.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf.tqdm = original

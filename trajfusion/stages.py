@@ -366,6 +366,9 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
         write_json(tmp / "manifest.json", manifest)
     log.info("\n%s", summary_table(stats, out_dir))
     stage("data     built %s: %d rows in %.1fs", out_dir.name, len(fused), manifest["wall_time_s"])
+    from trajfusion.lineage import log_data_run
+
+    log_data_run((resolved_config or {}).get("wandb"), out_dir, _data_root(cfg), (resolved_config or {}).get("run_name"))
     return out_dir
 
 

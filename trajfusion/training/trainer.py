@@ -233,7 +233,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
-    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics})
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics}, final_dir if final_dir.exists() else None)
     return final_dir if final_dir.exists() else run_dir
 
 
