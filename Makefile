@@ -26,6 +26,7 @@ demo: install
 
 ## the test suite CI runs (slow tests are included; gpu tests skip without CUDA)
 test: install
+	bash scripts/ci_deps.sh
 	$(PY) -m pytest -q
 
 calibrate: install

@@ -10,19 +10,25 @@ that `length_policy.alpha=auto` (the default of every build) picks for the targe
 import hydra
 from omegaconf import DictConfig
 
+from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
 from trajfusion.overrides import refuse_unknown_additions
 from trajfusion.stages import calibrate
 
 register_configs()
+console.expand_verbose_flag()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="build_data")
 def main(cfg: DictConfig) -> float:
+    console.setup(cfg.verbose)
     fail_cleanly(require_known_experiment)
     fail_cleanly(lambda: refuse_unknown_additions(BuildDataEntryConfig, "calibrate_alpha.py"))
-    return fail_cleanly(lambda: calibrate(to_build_config(cfg))["alpha"])
+    result = fail_cleanly(lambda: calibrate(to_build_config(cfg)))
+    console.stage("alpha    %s (mean #Err %s on %d problems, target %s); the grid is in %s",
+                  result["alpha"], result["mean_errors"], result["problems"], result["target"], console.log_file())
+    return result["alpha"]
 
 
 if __name__ == "__main__":

@@ -13,23 +13,30 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from trajfusion import console
 from trajfusion.cli import fail_cleanly
 from trajfusion.evaluation.schema import EvalConfig, register_eval_configs, to_eval_config
 from trajfusion.overrides import refuse_unknown_additions
 
 register_eval_configs()
+console.expand_verbose_flag()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
     from trajfusion.evaluation.runner import evaluate
 
+    console.setup(cfg.verbose)
     fail_cleanly(lambda: refuse_unknown_additions(EvalConfig, "evaluate.py"))
     hydra_cfg = HydraConfig.get()
-    return fail_cleanly(lambda: evaluate(
+    results = fail_cleanly(lambda: evaluate(
         to_eval_config(cfg), OmegaConf.to_container(cfg, resolve=True), Path(hydra_cfg.runtime.output_dir),
         dict(hydra_cfg.runtime.choices),
     ))
+    from trajfusion.summary import eval_line
+
+    console.summary(f"eval     done; log: {console.log_file()}", [eval_line(Path(hydra_cfg.runtime.output_dir))])
+    return results
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import register_configs
 from trajfusion.overrides import refuse_unknown_additions
@@ -23,6 +24,7 @@ from trajfusion.training.schema import TrainConfig, register_train_configs, to_t
 
 register_configs()
 register_train_configs()
+console.expand_verbose_flag()
 
 
 def _export_submitit_ranks() -> None:
@@ -35,7 +37,9 @@ def _export_submitit_ranks() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> str:
-    from trajfusion.training.trainer import train
+    console.setup(cfg.verbose)
+    with console.chatter():
+        from trajfusion.training.trainer import train
 
     fail_cleanly(require_known_experiment)
     fail_cleanly(lambda: refuse_unknown_additions(TrainConfig, "train.py"))
@@ -43,7 +47,12 @@ def main(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return fail_cleanly(lambda: str(train(to_train_config(cfg), resolved, Path(run_dir), dict(hydra_cfg.runtime.choices))))
+    out = fail_cleanly(lambda: train(to_train_config(cfg), resolved, Path(run_dir), dict(hydra_cfg.runtime.choices)))
+    if int(os.environ.get("RANK", 0)) == 0:
+        from trajfusion.summary import run_line
+
+        console.summary(f"train    done; log: {console.log_file()}", [run_line(Path(run_dir))])
+    return str(out)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,7 @@ class BuildDataConfig:
     seed: int = 0
     plots: bool = True
     progress: bool = True
+    verbose: bool = False  # console: every library's output instead of one line per stage
 
     def __post_init__(self) -> None:
         _require_choice("stage", self.stage, STAGES)

@@ -26,6 +26,7 @@ from trajfusion import __version__
 from trajfusion.backends.replay import load_replay_pool
 from trajfusion.calibration import alpha_identity, calibration_report, resolve_alpha
 from trajfusion.config import BuildDataConfig, TeacherBackend
+from trajfusion.console import stage
 from trajfusion.core.build import FusionSettings, fuse_pools
 from trajfusion.core.records import ProblemPool, Sample
 from trajfusion.core.stats import group_answers
@@ -245,7 +246,7 @@ def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[li
     path = pool_dir(cfg) / f"verified-{content_hash(verifier_identity(cfg))}.jsonl.gz"
     report_path = path.with_name(path.name.replace(".jsonl.gz", ".report.json"))
     if path.exists() and report_path.exists():
-        log.info("reusing verified pool %s", path)
+        stage("pool     reusing verified pool %s", path)
         return [row for _, row in read_jsonl(path)], read_json(report_path), path
     with output_lock(_data_root(cfg), f"verified-{path.parent.name}-{path.name.removesuffix('.jsonl.gz')}"):
         if path.exists() and report_path.exists():
@@ -261,7 +262,7 @@ def _verify_pool(cfg: BuildDataConfig, allow_sampling: bool, path: Path, report_
     report["wall_time_s"] = round(time.perf_counter() - started, 2)
     write_jsonl(path, rows)
     write_json(report_path, report)
-    log.info("verified %d samples of %d problems in %.1fs → %s", report["samples"], report["problems"], report["wall_time_s"], path)
+    stage("pool     verified %d samples of %d problems in %.1fs → %s", report["samples"], report["problems"], report["wall_time_s"], path)
     return rows, report, path
 
 
@@ -350,7 +351,7 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
     prompts = load_prompts(cfg)
     data_id, out_dir = dataset_dir(cfg, prompts)
     if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
-        log.info("dataset %s exists: reusing %s", data_id, out_dir)
+        stage("data     dataset %s exists: reusing %s", data_id, out_dir)
         return out_dir
     with output_lock(_data_root(cfg), f"fused-{out_dir.name}"):  # a concurrent build of it waits, then reuses
         if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
@@ -396,6 +397,10 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         manifest["wall_time_s"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "manifest.json", manifest)
     log.info("\n%s", summary_table(stats, out_dir))
+    stage("data     built %s: %d rows in %.1fs", out_dir.name, len(fused), manifest["wall_time_s"])
+    from trajfusion.lineage import log_data_run
+
+    log_data_run((resolved_config or {}).get("wandb"), out_dir, _data_root(cfg), (resolved_config or {}).get("run_name"))
     return out_dir
 
 

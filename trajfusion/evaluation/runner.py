@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from trajfusion.console import stage
 from trajfusion.evaluation import backends
 from trajfusion.evaluation.metrics import mean, summarize_task
 from trajfusion.evaluation.outputs import write_run
@@ -113,7 +114,7 @@ def evaluate(cfg: EvalConfig, resolved: dict, run_dir: Path, choices: dict[str, 
         summary["decoding"] = {"n": run.n, "temperature": run.temperature, "top_p": run.top_p,
                                "max_new_tokens": run.max_new_tokens}
         tasks[run.task] = summary
-        log.info("%s: %s = %.2f%% (%d problems, unknown %.1f%%, %.0f tokens)", run.task, summary["metric"],
+        stage("eval     %s: %s = %.2f%% (%d problems, unknown %.1f%%, %.0f tokens)", run.task, summary["metric"],
                  100 * summary["accuracy"], summary["n_problems"], 100 * summary["unknown_rate"],
                  summary["mean_output_tokens"])
     greedy = [t["accuracy"] for t in tasks.values() if t["metric"] == "pass@1"]

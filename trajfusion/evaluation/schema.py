@@ -106,6 +106,7 @@ class EvalConfig:
     seed: int = 0
     run_name: str = MISSING
     wandb_table_rows: int = 2000  # per task, in the W&B samples table (the JSONL has all)
+    verbose: bool = False  # console: every library's output instead of one line per stage
 
     def __post_init__(self) -> None:
         if self.backend.name == BackendName.vllm:

@@ -39,6 +39,10 @@ def log_to_wandb(cfg, run_dir: Path, resolved: dict, tags: list[str], results: d
     run = wandb.init(project=cfg.project, entity=cfg.entity, group=wandb_group(results), job_type=cfg.job_type,
                      name=results["run_name"], tags=sorted(set(tags) | set(cfg.tags)), config=resolved, dir=str(run_dir),
                      mode=mode)
+    if results.get("ckpt") and (Path(results["ckpt"]).expanduser() / "training_manifest.json").exists():
+        from trajfusion.lineage import checkpoint_artifact, declare_input
+
+        declare_input(run, checkpoint_artifact(wandb, Path(results["ckpt"]).expanduser()))  # checkpoint → evaluation
     metrics = scalar_metrics(results)
     table = wandb.Table(columns=list(TABLE_COLUMNS))
     for rows in samples_by_task.values():

@@ -162,7 +162,10 @@ def _load_model(student: StudentConfig, tokenizer, seed: int):
     if student.source == StudentSource.gguf:
         # transformers dequantises GGUF weights on load but still flags the model as quantized (not
         # trainable); a plain model of the same config with those weights is what we fine-tune.
-        loaded = AutoModelForCausalLM.from_pretrained(package_dir(student.model), gguf_file=student.gguf_file, dtype=torch.float32)
+        from trajfusion.console import gguf_loading
+
+        with gguf_loading():
+            loaded = AutoModelForCausalLM.from_pretrained(package_dir(student.model), gguf_file=student.gguf_file, dtype=torch.float32)
         config = loaded.config
         for key in ("quantization_config", "_pre_quantization_dtype"):
             if hasattr(config, key):

@@ -2,7 +2,7 @@
 
 W&B conventions: project `wandb.project`, group = the experiment (`wandb.group`, default the run
 name), job_type `train`, name = run name, tags = the config group choices (`fusion:adaptive`, …),
-config = the resolved config plus `data_id`; online, the dataset is also an input artifact `dataset-<data_id>`. The run id is
+config = the resolved config plus `data_id`; the dataset is its input artifact and the final checkpoint its output (trajfusion/lineage.py). The run id is
 kept in the run directory, so a resumed run continues the same W&B run. With no API key (and no
 `wandb.mode`), W&B runs offline: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later.
 """
@@ -11,34 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from trajfusion import lineage
 from trajfusion.training.schema import WandbConfig
 
 log = logging.getLogger(__name__)
 
 
 def wandb_mode(cfg: WandbConfig) -> str:
-    if not cfg.enabled:
-        return "disabled"
-    if cfg.mode:
-        return cfg.mode
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _read(Path.home() / ".netrc")
-    return "online" if has_key else "offline"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
+    return lineage.wandb_mode(cfg.enabled, cfg.mode)
 
 
 class RunTracker(TrainerCallback):
@@ -65,11 +51,8 @@ class RunTracker(TrainerCallback):
             mode=mode,
         )
         self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir)}, allow_val_change=True)
-        if mode == "online":  # W&B cannot record an input artifact offline; data_id is in the config either way
-            artifact = wandb.Artifact(f"dataset-{data_id}", type="dataset", metadata={"data_id": data_id, "path": str(dataset_dir)})
-            for name in ("data.jsonl", "manifest.json"):
-                artifact.add_reference(f"file://{dataset_dir / name}", name=name)
-            self.run.use_artifact(artifact)
+        lineage.declare_input(self.run, lineage.dataset_artifact(wandb, dataset_dir)[0], [data_id])
+        self.data_id = data_id
         log.info("W&B run %s (%s mode) in %s", run_id, mode, run_dir)
 
     def record(self, metrics: dict, step: int) -> None:
@@ -93,7 +76,12 @@ class RunTracker(TrainerCallback):
         if logs:
             self.record({f"train/{k}" if "/" not in k else k: v for k, v in logs.items()}, state.global_step)
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: dict, checkpoint: Path | None = None) -> None:
+        """Close the run; a final checkpoint becomes its output artifact (model-<run_name>, alias data_id)."""
         if self.run is not None:
             self.run.summary.update(summary)
+            if checkpoint is not None:
+                import wandb
+
+                self.run.log_artifact(lineage.checkpoint_artifact(wandb, checkpoint), aliases=["final", self.data_id])
             self.run.finish()

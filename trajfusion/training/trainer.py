@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from trajfusion.console import quiet_trainer, stage
 from trajfusion.io import content_hash, read_json, read_jsonl, write_json
 from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
@@ -30,7 +31,7 @@ from trajfusion.training.tracking import RunTracker
 log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # written last in an HF checkpoint: its presence means complete
-UNFINGERPRINTED = ("wandb", "progress", "plots")
+UNFINGERPRINTED = ("wandb", "progress", "plots", "verbose")
 RUNTIME_ONLY = ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file", "save_final")
 
 
@@ -210,7 +211,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         raise ValueError(f"{dataset_dir}: no trainable rows")
     sequences = SequenceDataset(rows, cfg.student.max_seq_len, cfg.training.packing)
     collator = PackedCollator() if cfg.training.packing else PaddedCollator(tokenizer.pad_token_id)
-    log.info("dataset %s: %d rows → %d sequences (fill %.4f of %d tokens); ranks=%d, accumulation=%d",
+    stage("train    dataset %s: %d rows → %d sequences (fill %.4f of %d tokens); ranks=%d, accumulation=%d",
              data_id, len(rows), len(sequences), sequences.fill, cfg.student.max_seq_len, world_size,
              args.gradient_accumulation_steps)
 
@@ -222,6 +223,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         model=model, args=args, train_dataset=sequences, data_collator=collator, processing_class=tokenizer,
         callbacks=[tracker, preemption], capacity=cfg.student.max_seq_len,
     )
+    quiet_trainer(trainer)
     checkpoint = last_complete_checkpoint(run_dir) if cfg.training.resume else None
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
@@ -243,7 +245,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
-    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics})
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics}, final_dir if final_dir.exists() else None)
     return final_dir if final_dir.exists() else run_dir
 
 
