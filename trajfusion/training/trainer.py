@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from trajfusion.io import content_hash, read_json, read_jsonl, write_json
+from trajfusion.io import read_json, read_jsonl, write_json
+from trajfusion.runs import config_fingerprint, differing_keys
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
 from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
 from trajfusion.training.students import load_model, load_tokenizer, prepare_tokenizer
@@ -29,19 +30,10 @@ from trajfusion.training.tracking import RunTracker
 log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # written last in an HF checkpoint: its presence means complete
-UNFINGERPRINTED = ("wandb", "progress", "plots")
-RUNTIME_ONLY = ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file", "save_final")
 
 
 def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def config_fingerprint(resolved: dict) -> str:
-    """What must match for a run directory to be resumed: everything that shapes the training."""
-    kept = {k: v for k, v in resolved.items() if k not in UNFINGERPRINTED and k != "hydra"}
-    kept["training"] = {k: v for k, v in resolved.get("training", {}).items() if k not in RUNTIME_ONLY}
-    return content_hash(kept)
 
 
 def claim_run_dir(run_dir: Path, resolved: dict) -> None:
@@ -50,9 +42,10 @@ def claim_run_dir(run_dir: Path, resolved: dict) -> None:
     if marker.exists():
         previous = read_json(marker)
         if previous["fingerprint"] != fingerprint:
+            differ = differing_keys(previous.get("config", {}), resolved) or ["(a key the fingerprint no longer covers)"]
             raise ValueError(
                 f"{run_dir} holds a run with a different config (fingerprint {previous['fingerprint']} ≠ {fingerprint}); "
-                "pick another run_name=… or hydra.run.dir=…"
+                f"differing keys: {'; '.join(differ)}. Pick another run_name=… or hydra.run.dir=…"
             )
     else:
         write_json(marker, {"fingerprint": fingerprint, "config": resolved})
@@ -161,7 +154,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, world_size: int) -> Trai
         seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers, use_cpu=not cuda,
         ddp_backend="gloo" if not cuda and world_size > 1 else None, deepspeed=deepspeed,
-        disable_tqdm=not cfg.progress,
+        disable_tqdm=not cfg.progress, ddp_timeout=t.dist_timeout_s,
     )
 
 
