@@ -11,12 +11,8 @@ fail() { echo "slurm/local/up.sh: $*" >&2; exit 1; }
 running() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }   # a zombie (dead, not yet reaped) is not running
 
 [ "$(id -u)" = 0 ] || fail "needs root (installs packages, starts daemons as root); run it with sudo"
-# A working cluster (ours or the machine's own): nothing to do.
-if scontrol ping 2>/dev/null | grep -q UP && sinfo -h -p debug -o %a 2>/dev/null | grep -q up; then
-  node=$(sinfo -h -p debug -o %N | head -n1)
-  sinfo -h -p debug -o %T | grep -qE 'drain|down' && scontrol update nodename="$node" state=resume 2>/dev/null
-  exit 0
-fi
+# A working cluster that this script did not configure (the machine's own): nothing to do.
+if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF" && scontrol ping 2>/dev/null | grep -q UP; then exit 0; fi
 
 missing=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
@@ -51,6 +47,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
+# a requeued job may start again after the credential lifetime (default 120 s): short here, for the requeue tests
+AuthInfo=cred_expire=10
 MinJobAge=3600
 KillWait=30
 StateSaveLocation=/var/spool/slurmctld
@@ -62,7 +60,10 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 NodeName=$host CPUs=$(nproc) RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONFEOF
-mv "$CONF.tmp" "$CONF"
+if cmp -s "$CONF.tmp" "$CONF"; then rm "$CONF.tmp"; else
+  mv "$CONF.tmp" "$CONF"
+  running slurmctld && { scontrol reconfigure >/dev/null 2>&1 || fail "scontrol reconfigure failed after changing $CONF"; }
+fi
 
 # munge: the key the packages generated (or a fresh one), the daemon as its own user
 if ! running munged; then

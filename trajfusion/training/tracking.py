@@ -85,7 +85,9 @@ class RunTracker(TrainerCallback):
         if logs:
             self.record({f"train/{k}" if "/" not in k else k: v for k, v in logs.items()}, state.global_step)
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: dict, preempted: bool = False) -> None:
         if self.run is not None:
             self.run.summary.update(summary)
-            self.run.finish()
+            if preempted:  # a W&B sweep hands the point to the next agent, which resumes this run
+                self.run.mark_preempting()
+            self.run.finish(exit_code=75 if preempted else None)

@@ -56,6 +56,16 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def check_zero_world_size(checkpoint: Path, world_size: int) -> None:
+    """ZeRO shards optimizer state per rank: a checkpoint saved by N ranks resumes only on N ranks."""
+    saved = len(list(checkpoint.glob("global_step*/*zero_pp_rank_*_mp_rank_*_optim_states.pt")))
+    if saved and saved != world_size:
+        raise ValueError(
+            f"{checkpoint}: DeepSpeed ZeRO optimizer state saved by {saved} ranks cannot be resumed on {world_size}; "
+            f"resume with {saved} ranks (nodes × GPUs per node), or start a new run (training.resume=false, another run_name)"
+        )
+
+
 def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig) -> tuple[list[TokenisedRow], dict]:
     """Tokenised rows and what happened to them. Rows never exceed max_seq_len by construction (the
     data stage budgets them); with the exact tokenizer an overflow is a bug and stops the run, with
@@ -109,24 +119,36 @@ class ThroughputTrainer(Trainer):
 
 
 class PreemptionCallback(TrainerCallback):
-    """Save and stop at the next step boundary when SLURM's pre-timeout signal arrives (SIGUSR1 to
-    the process, or the stop file the sbatch trap writes to the shared run directory). The flag is
-    all-reduced so every rank saves the same step."""
+    """Save and stop at the next step boundary when SLURM wants the job gone: the pre-timeout SIGUSR1
+    (train.sbatch), SIGTERM (pre-emption, scancel, requeue), SIGUSR2 (submitit's pre-timeout signal), or
+    the stop file the sbatch trap writes to the shared run directory. The flag is all-reduced so every
+    rank saves the same step. `hand_over` then gives the signal to the handler that was there before
+    (submitit's, which requeues the job), once the checkpoint is on disk."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self, stop_file: Path):
         self.stop_file = stop_file
-        self.signalled = False
+        self.signalled: int | None = None
         self.preempted = False
+        self.previous: dict[int, object] = {}
         try:
-            signal.signal(signal.SIGUSR1, self._handle)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread (e.g. some test runners)
             pass
 
     def _handle(self, signum, frame) -> None:
-        self.signalled = True
+        self.signalled = signum
+
+    def hand_over(self) -> None:
+        previous = self.previous.get(self.signalled) if self.signalled else None
+        if callable(previous):
+            log.warning("checkpoint saved: handing %s to the launcher's handler", signal.Signals(self.signalled).name)
+            previous(self.signalled, None)
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = torch.tensor([float(self.signalled or self.stop_file.exists())])
+        flag = torch.tensor([float(self.signalled is not None or self.stop_file.exists())])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             flag = flag.to(args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -206,6 +228,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
     checkpoint = last_complete_checkpoint(run_dir) if cfg.training.resume else None
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
+        check_zero_world_size(checkpoint, world_size)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final_dir = run_dir / "final"
@@ -224,7 +247,9 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
-    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics})
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics}, preemption.preempted)
+    if preemption.preempted:
+        preemption.hand_over()  # under submitit: requeue this job (it resumes from the checkpoint just saved)
     return final_dir if final_dir.exists() else run_dir
 
 
