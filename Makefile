@@ -27,6 +27,7 @@ demo: install
 ## the test suite CI runs (slow tests are included; gpu tests skip without CUDA)
 test: install
 	bash scripts/ci_deps.sh
+	-@bash slurm/local/up.sh  # a local SLURM for the `slurm` tests; they skip (saying why) when it cannot start
 	$(PY) -m pytest -q
 
 calibrate: install

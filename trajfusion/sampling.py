@@ -4,15 +4,21 @@ Each shard (one SLURM array task) appends finished problems to its own JSONL fil
 batch per write + fsync; a torn last line from a kill is cut off on restart, and problems already
 in the file are skipped. Samples depend only on (teacher seed, problem id), so any shard count
 gives the same pool.
+
+Two pipelines that share a teacher pool (RFT and TrajFusion of one preset, submitted together) run the
+same shards at once: each shard is sampled under a lock (`<data_root>/locks/shard-…lock`, a POSIX record
+lock that dies with its process), and the second task finds its problems done and skips them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -60,8 +66,32 @@ def append_rows(path: Path, rows: Sequence[dict]) -> None:
         os.fsync(handle.fileno())
 
 
+@contextlib.contextmanager
+def shard_lock(pool_dir: Path, index: int, count: int) -> Iterator[Path]:
+    """Hold the lock of one shard (`<data_root>/locks/`, the data root being two levels above the pool)."""
+    locks = pool_dir.parent.parent / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / f"shard-{pool_dir.name}-{index:05d}-of-{count:05d}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another job samples this shard: wait, then skip what it did
+            log.info("shard %d/%d of %s is being sampled by another job; waiting (lock %s)", index, count, pool_dir.name, path)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, index: int, count: int, batch: int, progress: bool = True) -> dict:
-    """Sample the problems of shard `index` that are not done yet; returns its throughput record."""
+    """Sample the problems of shard `index` that are not done yet (under the shard's lock); returns its
+    throughput record."""
+    with shard_lock(pool_dir, index, count):
+        return _sample_shard(teacher_factory, problems, pool_dir, index, count, batch, progress)
+
+
+def _sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, index: int, count: int, batch: int, progress: bool) -> dict:
     path = shard_path(pool_dir, index, count)
     mine = shard_of(problems, index, count)
     done = read_shard(path)

@@ -105,9 +105,11 @@ class TrainingConfig:
     stop_file: str = "PREEMPT"  # run-dir file that makes every rank save and stop (SLURM pre-timeout signal)
     dataloader_workers: int = 0
     save_final: bool = True
+    dist_timeout_s: int = 7200  # collectives incl. the barrier while rank 0 verifies + fuses a missing dataset
 
     def __post_init__(self) -> None:
         _require(self.logging_steps > 0 and self.save_steps > 0, "training", "logging_steps and save_steps must be positive")
+        _require(self.dist_timeout_s > 0, "training.dist_timeout_s", "must be positive")
         _require(self.max_steps == -1 or self.max_steps > 0, "training.max_steps", "must be -1 or positive")
 
 
@@ -134,6 +136,9 @@ class TrainConfig(BuildDataConfig):
 
 
 def register_train_configs() -> None:
+    from trajfusion.runs import register_run_id_resolver
+
+    register_run_id_resolver()  # run_name's ${tf_run_id:}
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 

@@ -76,12 +76,15 @@ class RunTracker(TrainerCallback):
         if logs:
             self.record({f"train/{k}" if "/" not in k else k: v for k, v in logs.items()}, state.global_step)
 
-    def finish(self, summary: dict, checkpoint: Path | None = None) -> None:
-        """Close the run; a final checkpoint becomes its output artifact (model-<run_name>, alias data_id)."""
+    def finish(self, summary: dict, checkpoint: Path | None = None, preempted: bool = False) -> None:
+        """Close the run; a final checkpoint becomes its output artifact (model-<run_name>, alias data_id).
+        A preempted W&B sweep point is marked so the next agent resumes this run."""
         if self.run is not None:
             self.run.summary.update(summary)
             if checkpoint is not None:
                 import wandb
 
                 self.run.log_artifact(lineage.checkpoint_artifact(wandb, checkpoint), aliases=["final", self.data_id])
-            self.run.finish()
+            if preempted:
+                self.run.mark_preempting()
+            self.run.finish(exit_code=75 if preempted else None)

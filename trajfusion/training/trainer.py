@@ -20,7 +20,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from trajfusion.console import quiet_trainer, stage
-from trajfusion.io import content_hash, read_json, read_jsonl, write_json
+from trajfusion.io import read_json, read_jsonl, write_json
+from trajfusion.runs import config_fingerprint, differing_keys
 from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
 from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
@@ -31,19 +32,10 @@ from trajfusion.training.tracking import RunTracker
 log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # written last in an HF checkpoint: its presence means complete
-UNFINGERPRINTED = ("wandb", "progress", "plots", "verbose")
-RUNTIME_ONLY = ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file", "save_final")
 
 
 def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def config_fingerprint(resolved: dict) -> str:
-    """What must match for a run directory to be resumed: everything that shapes the training."""
-    kept = {k: v for k, v in resolved.items() if k not in UNFINGERPRINTED and k != "hydra"}
-    kept["training"] = {k: v for k, v in resolved.get("training", {}).items() if k not in RUNTIME_ONLY}
-    return content_hash(kept)
 
 
 def claim_run_dir(run_dir: Path, resolved: dict) -> None:
@@ -52,9 +44,10 @@ def claim_run_dir(run_dir: Path, resolved: dict) -> None:
     if marker.exists():
         previous = read_json(marker)
         if previous["fingerprint"] != fingerprint:
+            differ = differing_keys(previous.get("config", {}), resolved) or ["(a key the fingerprint no longer covers)"]
             raise ValueError(
                 f"{run_dir} holds a run with a different config (fingerprint {previous['fingerprint']} ≠ {fingerprint}); "
-                "pick another run_name=… or hydra.run.dir=…"
+                f"differing keys: {'; '.join(differ)}. Pick another run_name=… or hydra.run.dir=…"
             )
     else:
         write_json(marker, {"fingerprint": fingerprint, "config": resolved})
@@ -63,6 +56,16 @@ def claim_run_dir(run_dir: Path, resolved: dict) -> None:
 def last_complete_checkpoint(run_dir: Path) -> Path | None:
     done = [p for p in run_dir.glob("checkpoint-*") if (p / TRAINER_STATE).exists() and p.name.split("-")[-1].isdigit()]
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def check_zero_world_size(checkpoint: Path, world_size: int) -> None:
+    """ZeRO shards optimizer state per rank: a checkpoint saved by N ranks resumes only on N ranks."""
+    saved = len(list(checkpoint.glob("global_step*/*zero_pp_rank_*_mp_rank_*_optim_states.pt")))
+    if saved and saved != world_size:
+        raise ValueError(
+            f"{checkpoint}: DeepSpeed ZeRO optimizer state saved by {saved} ranks cannot be resumed on {world_size}; "
+            f"resume with {saved} ranks (nodes × GPUs per node), or start a new run (training.resume=false, another run_name)"
+        )
 
 
 def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig) -> tuple[list[TokenisedRow], dict]:
@@ -129,24 +132,36 @@ class ThroughputTrainer(Trainer):
 
 
 class PreemptionCallback(TrainerCallback):
-    """Save and stop at the next step boundary when SLURM's pre-timeout signal arrives (SIGUSR1 to
-    the process, or the stop file the sbatch trap writes to the shared run directory). The flag is
-    all-reduced so every rank saves the same step."""
+    """Save and stop at the next step boundary when SLURM wants the job gone: the pre-timeout SIGUSR1
+    (train.sbatch), SIGTERM (pre-emption, scancel, requeue), SIGUSR2 (submitit's pre-timeout signal), or
+    the stop file the sbatch trap writes to the shared run directory. The flag is all-reduced so every
+    rank saves the same step. `hand_over` then gives the signal to the handler that was there before
+    (submitit's, which requeues the job), once the checkpoint is on disk."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self, stop_file: Path):
         self.stop_file = stop_file
-        self.signalled = False
+        self.signalled: int | None = None
         self.preempted = False
+        self.previous: dict[int, object] = {}
         try:
-            signal.signal(signal.SIGUSR1, self._handle)
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread (e.g. some test runners)
             pass
 
     def _handle(self, signum, frame) -> None:
-        self.signalled = True
+        self.signalled = signum
+
+    def hand_over(self) -> None:
+        previous = self.previous.get(self.signalled) if self.signalled else None
+        if callable(previous):
+            log.warning("checkpoint saved: handing %s to the launcher's handler", signal.Signals(self.signalled).name)
+            previous(self.signalled, None)
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = torch.tensor([float(self.signalled or self.stop_file.exists())])
+        flag = torch.tensor([float(self.signalled is not None or self.stop_file.exists())])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             flag = flag.to(args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -174,7 +189,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, world_size: int) -> Trai
         seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers, use_cpu=not cuda,
         ddp_backend="gloo" if not cuda and world_size > 1 else None, deepspeed=deepspeed,
-        disable_tqdm=not cfg.progress,
+        disable_tqdm=not cfg.progress, ddp_timeout=t.dist_timeout_s,
     )
 
 
@@ -227,6 +242,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
     checkpoint = last_complete_checkpoint(run_dir) if cfg.training.resume else None
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
+        check_zero_world_size(checkpoint, world_size)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final_dir = run_dir / "final"
@@ -245,7 +261,10 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
-    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics}, final_dir if final_dir.exists() else None)
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics},
+                   final_dir if final_dir.exists() else None, preempted=preemption.preempted)
+    if preemption.preempted:
+        preemption.hand_over()  # under submitit: requeue this job (it resumes from the checkpoint just saved)
     return final_dir if final_dir.exists() else run_dir
 
 
