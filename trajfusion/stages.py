@@ -30,7 +30,7 @@ from trajfusion.console import stage
 from trajfusion.core.build import FusionSettings, fuse_pools
 from trajfusion.core.records import ProblemPool, Sample
 from trajfusion.core.stats import group_answers
-from trajfusion.core.verify import VERIFIER_VERSION, Verdict, extract_answer, normalize_answer
+from trajfusion.core.verify import VERIFIER_VERSION, Verdict, normalize_answer
 from trajfusion.io import (
     atomic_directory, content_hash, read_json, read_jsonl, resolve_path, sha256_file, write_json, write_jsonl,
 )
@@ -38,7 +38,7 @@ from trajfusion.locks import output_lock
 from trajfusion.problems import decontaminate, training_problems
 from trajfusion.report import dataset_stats, summary_table
 from trajfusion.sampling import merge_shards, sample_shard
-from trajfusion.verification import VerifierPool
+from trajfusion.verification import VerifierPool, extract_pred, stats_delta
 
 log = logging.getLogger(__name__)
 
@@ -210,18 +210,22 @@ def _group_wrong_answers(rows: list[dict], verifier: VerifierPool) -> None:
 def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None) -> dict:
     """Add `pred`, `verdict`, `group` to every sample in place; return a report of the counts."""
     samples = [(row, s) for row in rows for s in row["samples"]]
-    for _, s in samples:
-        s["pred"] = extract_answer(s["text"], tuple(cfg.verifier.strategies))
+    for _, s in samples:  # cut by the generation limit: no answer, so wrong for r and never fused
+        s["pred"], error = extract_pred(s, tuple(cfg.verifier.strategies))
+        if error:
+            s["verdict"], s["unknown_reason"] = Verdict.UNKNOWN.value, error
     checked = [(row, s) for row, s in samples if s["pred"]]
     with VerifierPool(cfg.verifier.workers, cfg.verifier.timeout_s, cache_path, progress=cfg.progress) as verifier:
         verdicts = verifier.check_many([(row["answer"], s["pred"]) for row, s in checked], desc="verify answers")
-        for (_, s), verdict in zip(checked, verdicts):
+        for (row, s), verdict in zip(checked, verdicts):
             s["verdict"] = verdict.value
+            if verdict is Verdict.UNKNOWN:
+                s["unknown_reason"] = verifier.reason_of(row["answer"], s["pred"])
         for _, s in samples:
             s.setdefault("verdict", Verdict.INCORRECT.value)  # no extractable answer: wrong (DESIGN §5.5)
-        answer_checks = dict(verifier.stats)
+        answer_checks = {k: dict(v) if isinstance(v, dict) else v for k, v in verifier.stats.items()}
         _group_wrong_answers(rows, verifier)
-        grouping_checks = {k: v - answer_checks.get(k, 0) for k, v in verifier.stats.items()}
+        grouping_checks = stats_delta(verifier.stats, answer_checks)
     verdict_counts = Counter(s["verdict"] for _, s in samples)
     judged = [s for _, s in samples if s.get("stored_correct") is not None and s["verdict"] != "unknown"]
     agree = sum((s["verdict"] == "correct") == bool(s["stored_correct"]) for s in judged)
@@ -231,6 +235,8 @@ def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None)
         "verdicts": dict(sorted(verdict_counts.items())),
         "no_answer": sum(not s["pred"] for _, s in samples),
         "truncated": sum(bool(s.get("truncated")) for _, s in samples),
+        "cut_by_length": sum(s.get("finish_reason") == "length" for _, s in samples),
+        "unknown_reasons": dict(sorted(Counter(s["unknown_reason"] for _, s in samples if s["verdict"] == "unknown").items())),
         "stored_label_agreement": round(agree / len(judged), 4) if judged else None,
         "answer_checks": answer_checks,
         "grouping_checks": grouping_checks,  # an unknown pair counts as two different answers
@@ -363,6 +369,10 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
 def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sampling: bool, started: float,
                    prompts: dict, data_id: str, out_dir: Path) -> Path:
     rows, verify_report, verified_path = verified_pool(cfg, allow_sampling)
+    if verify_report["verdicts"].get("unknown"):
+        log.warning("%d of %d samples could not be judged (unknown: outside r, never fused): %s",
+                    verify_report["verdicts"]["unknown"], verify_report["samples"],
+                    ", ".join(f"{k}={v}" for k, v in verify_report.get("unknown_reasons", {}).items()))
     count = token_counter(cfg.length_policy.tokenizer)
     pools = to_problem_pools(rows)
     calibration_identity = {k: v for k, v in data_identity(cfg, prompts).items() if k != "pool"}
@@ -373,6 +383,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
     for row in fused:
         row["data_id"] = data_id
     stats = dataset_stats(outcomes, settings) | {"alpha_calibration": alpha_record}
+    stats["unknown_reasons"] = verify_report.get("unknown_reasons", {})
     manifest = {
         "data_id": data_id,
         "identity": data_identity(cfg, prompts),

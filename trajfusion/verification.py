@@ -9,7 +9,14 @@ a trajectory pool calls it hundreds of thousands of times, so this module
 * persists verdicts in sqlite so an interrupted run resumes where it stopped,
 * runs the rest in worker processes that the parent kills when one item runs
   past a hard deadline, so a single pathological answer costs one UNKNOWN
-  instead of a stuck run.
+  instead of a stuck run,
+* retries a timed-out item once with a fresh worker and twice the limit, and
+  stops checking a reference that hangs on its own (``reference_timed_out``),
+* caches only verdicts that depend on the strings alone (never a timeout).
+
+Every UNKNOWN carries a reason (``trajfusion.core.verify``'s
+``STABLE_UNKNOWN_REASONS`` / ``LOAD_UNKNOWN_REASONS``), counted in
+``stats["unknown_reasons"]``.
 """
 
 from __future__ import annotations
@@ -18,22 +25,25 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import resource
 import signal
-import sqlite3
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Sequence
 
 from trajfusion.core.verify import (
+    STABLE_UNKNOWN_REASONS,
     VERIFIER_VERSION,
     Verdict,
-    check,
-    fast_verdict,
+    check_reason,
+    extract_answer,
+    fast_decision,
     normalize_answer,
 )
+from trajfusion.verify_cache import VerdictCache
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +52,43 @@ logger = logging.getLogger(__name__)
 #: ignored -- a deterministic stand-in for an input math-verify cannot stop.
 TEST_HOOKS_ENV = "TRAJFUSION_VERIFY_TEST_HOOKS"
 HANG_SENTINEL = "__trajfusion_test_hang__"
+#: Same, for a pair whose *prediction* is this string (a hanging prediction).
+HANG_PRED_SENTINEL = "__trajfusion_test_hang_pred__"
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_STARTUP_FAILURES = 3
 _FLUSH_EVERY = 200
 _FLUSH_SECONDS = 2.0
+#: Address-space cap of a worker: a check that would need more (sympy
+#: expanding 10^(10^10), say) fails with MemoryError -> UNKNOWN instead of
+#: taking the machine's memory.  Env override in bytes; 0 disables it.
+WORKER_MEMORY_ENV = "TRAJFUSION_VERIFY_WORKER_MEMORY"
+WORKER_MEMORY_BYTES = 4 << 30
+#: The trivial prediction a reference is checked against after a hard timeout,
+#: to tell a hanging reference from a hanging prediction.
+_PROBE_PRED = "0"
+
+
+def _cap_memory() -> None:
+    limit = int(os.environ.get(WORKER_MEMORY_ENV, WORKER_MEMORY_BYTES))
+    if limit <= 0:
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            new_hard = hard if hard == resource.RLIM_INFINITY or hard >= limit else limit
+            resource.setrlimit(resource.RLIMIT_AS, (min(limit, new_hard), new_hard))
+    except (ValueError, OSError):  # pragma: no cover - platform without RLIMIT_AS
+        logger.debug("could not cap verifier worker memory", exc_info=True)
+
+
+def _encode(verdict: Verdict, reason: str | None) -> str:
+    return verdict.value if reason is None else f"{verdict.value}:{reason}"
+
+
+def _decode(stored: str) -> tuple[Verdict, str | None]:
+    value, _, reason = stored.partition(":")
+    return Verdict(value), reason or None
 
 
 def _hang_forever() -> None:
@@ -103,11 +145,13 @@ def _use_two_stage_latex_parsing() -> None:
 
 
 def _worker_main(conn, alive, timeout_s: int, test_hooks: bool) -> None:
-    """Worker loop: receive a chunk ``[(idx, gold, pred), ...]`` and stream back
-    one ``(idx, verdict_value)`` per item so the parent always knows which item
-    is running.  ``None`` or a closed pipe ends the loop."""
+    """Worker loop: receive a chunk ``[(idx, gold, pred, timeout_s), ...]`` and
+    stream back one ``(idx, verdict_value, reason)`` per item so the parent
+    always knows which item is running.  ``None`` or a closed pipe ends the loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _cap_memory()
     _use_two_stage_latex_parsing()
+    import trajfusion.verify_warmup  # noqa: F401 - free when the forkserver preloaded it
     threading.Thread(target=_exit_with_owner, args=(alive,), daemon=True).start()
     conn.send(("ready", os.getpid()))
     while True:
@@ -117,16 +161,16 @@ def _worker_main(conn, alive, timeout_s: int, test_hooks: bool) -> None:
             return
         if chunk is None:
             return
-        for idx, gold, pred in chunk:
-            if test_hooks and gold == HANG_SENTINEL:
+        for idx, gold, pred, item_timeout in chunk:
+            if test_hooks and (gold == HANG_SENTINEL or pred == HANG_PRED_SENTINEL):
                 _hang_forever()
             try:
-                verdict = check(gold, pred, timeout_s).value
+                verdict, reason = check_reason(gold, pred, item_timeout or timeout_s)
             except BaseException:  # noqa: BLE001 - incl. a stray TimeoutException
                 logger.debug("check failed on %r / %r", gold, pred, exc_info=True)
-                verdict = Verdict.UNKNOWN.value
+                verdict, reason = Verdict.UNKNOWN, "error"
             try:
-                conn.send((idx, verdict))
+                conn.send((idx, verdict.value, reason))
             except (BrokenPipeError, OSError):
                 return
 
@@ -145,9 +189,10 @@ def _default_context() -> mp.context.BaseContext:
         current = list(getattr(forkserver._forkserver, "_preload_modules", []) or [])
     except Exception:  # noqa: BLE001 - private attribute, best effort
         current = []
-    if __name__ not in current:
+    wanted = [m for m in (__name__, "trajfusion.verify_warmup") if m not in current]
+    if wanted:
         # Only takes effect if the server has not started yet; harmless otherwise.
-        ctx.set_forkserver_preload(current + [__name__])
+        ctx.set_forkserver_preload(current + wanted)
     return ctx
 
 
@@ -182,18 +227,29 @@ class VerifierPool:
 
     ``workers=0`` runs ``check`` inline in this process (debugging): there is no
     hard timeout then, only math-verify's own SIGALRM one.  With ``workers>0``
-    an item still running after ``timeout_s + grace_s`` seconds is answered
-    UNKNOWN and its worker is killed and replaced.  ``grace_s`` defaults to
-    ``timeout_s`` because one check may run several math-verify steps (two
-    parses, several comparisons), each with its own ``timeout_s``.
+    an item still running after ``timeout_s + grace_s`` seconds is killed with
+    its worker (which is replaced).  ``grace_s`` defaults to ``timeout_s``
+    because one check may run several math-verify steps (two parses, several
+    comparisons), each with its own ``timeout_s``.
+
+    A timed-out item (soft or hard) is retried once with twice the limits
+    before it is answered UNKNOWN.  After a hard timeout the reference is
+    first checked alone, against the trivial prediction "0": if that times out
+    too, the reference is what hangs, and every remaining check of it answers
+    UNKNOWN at once (``reference_timed_out``) instead of one kill per distinct
+    prediction.  Timeout, crash and error UNKNOWNs are never written to the
+    sqlite cache: they depend on the machine's load, not on the strings.
 
     ``stats`` counts pairs: ``requested = memo_hits + fast_path + cache_hits +
     computed`` where memo_hits are pairs answered from this pool's memory
     (including duplicates within a call), fast_path pairs decided by the exact
-    string/number rules in-process, cache_hits pairs read from the sqlite cache
-    and computed pairs checked by a worker (or inline).  ``hard_timeouts`` and
-    ``worker_crashes`` count items whose worker was killed or died; ``unknown``
-    counts returned UNKNOWN verdicts.
+    string/number rules and size caps in-process, cache_hits pairs read from
+    the sqlite cache and computed pairs checked by a worker (or inline).
+    ``hard_timeouts`` and ``worker_crashes`` count killed or dead workers'
+    items (retries and probes included), ``retried`` the timed-out items tried
+    again (``retry_decided`` of them then got a verdict), ``reference_timeouts``
+    the references given up on; ``unknown`` counts returned UNKNOWN verdicts
+    and ``unknown_reasons`` the same by reason.
     """
 
     def __init__(
@@ -223,20 +279,26 @@ class VerifierPool:
             "computed": 0,
             "hard_timeouts": 0,
             "worker_crashes": 0,
+            "retried": 0,
+            "retry_decided": 0,
+            "reference_timeouts": 0,
             "unknown": 0,
+            "unknown_reasons": {},
         }
         self._memo: dict[tuple[str, str], Verdict] = {}
+        self._reasons: dict[tuple[str, str], str] = {}  # why a memoised verdict is UNKNOWN
+        self._timed_out_golds: set[str] = set()  # references that hang on their own
         self._ctx = None
         self._pool: list[_Worker] = []
         self._startup_failures = 0
         self._closed = False
         self._boot_thread = None
 
-        self._db: sqlite3.Connection | None = None
-        self._db_buffer: list[tuple[str, str, str, str]] = []
+        self._db: VerdictCache | None = None
+        self._db_buffer: list[tuple[tuple[str, str], str]] = []
         self._db_last_flush = time.monotonic()
         if cache_path is not None:
-            self._open_db(Path(cache_path))
+            self._db = VerdictCache(cache_path)
         if self.workers > 0:
             # Boot in the background: starting the (forkserver) workers blocks
             # ~0.5 s on the sympy/math-verify import, which can overlap with the
@@ -249,30 +311,10 @@ class VerifierPool:
             self._boot_thread.start()
 
     # ---------------------------------------------------------------- sqlite
-    def _open_db(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS verdicts ("
-            " version TEXT NOT NULL, gold TEXT NOT NULL, pred TEXT NOT NULL,"
-            " verdict TEXT NOT NULL, PRIMARY KEY (version, gold, pred)"
-            ") WITHOUT ROWID"
-        )
-        self._db.commit()
-
-    def _db_get(self, key: tuple[str, str]) -> Verdict | None:
-        row = self._db.execute(
-            "SELECT verdict FROM verdicts WHERE version=? AND gold=? AND pred=?",
-            (VERIFIER_VERSION, key[0], key[1]),
-        ).fetchone()
-        return None if row is None else Verdict(row[0])
-
-    def _db_put(self, key: tuple[str, str], verdict: Verdict) -> None:
+    def _db_put(self, key: tuple[str, str], verdict: Verdict, reason: str | None) -> None:
         if self._db is None:
             return
-        self._db_buffer.append((VERIFIER_VERSION, key[0], key[1], verdict.value))
+        self._db_buffer.append((key, _encode(verdict, reason)))
         if (
             len(self._db_buffer) >= _FLUSH_EVERY
             or time.monotonic() - self._db_last_flush >= _FLUSH_SECONDS
@@ -285,11 +327,7 @@ class VerifierPool:
         self._db_last_flush = time.monotonic()
         if self._db is None or not self._db_buffer:
             return
-        self._db.executemany(
-            "INSERT OR REPLACE INTO verdicts(version, gold, pred, verdict) VALUES (?,?,?,?)",
-            self._db_buffer,
-        )
-        self._db.commit()
+        self._db.put_many(VERIFIER_VERSION, self._db_buffer)
         self._db_buffer.clear()
 
     # --------------------------------------------------------------- workers
@@ -346,7 +384,8 @@ class VerifierPool:
     def check_many(
         self, pairs: Sequence[tuple[str, str]], desc: str = "verify"
     ) -> list[Verdict]:
-        """Verdict for each (gold, pred), in input order."""
+        """Verdict for each (gold, pred), in input order; ``reason_of`` says why
+        an UNKNOWN one is UNKNOWN."""
         if self._closed:
             raise RuntimeError("VerifierPool is closed")
         self.stats["requested"] += len(pairs)
@@ -359,20 +398,22 @@ class VerifierPool:
             else:
                 todo[key] = None
 
-        to_compute: list[tuple[str, str]] = []
+        maybe_cached: list[tuple[str, str]] = []
         for key in todo:
-            fast = fast_verdict(*key)
+            fast = fast_decision(*key)
             if fast is not None:
-                self._memo[key] = fast
+                self._record(key, *fast, persist=False)
                 self.stats["fast_path"] += 1
-                continue
-            if self._db is not None:
-                cached = self._db_get(key)
-                if cached is not None:
-                    self._memo[key] = cached
-                    self.stats["cache_hits"] += 1
-                    continue
-            to_compute.append(key)
+            else:
+                maybe_cached.append(key)
+        cached = self._db.get_many(VERIFIER_VERSION, maybe_cached) if self._db is not None else {}
+        to_compute: list[tuple[str, str]] = []
+        for key in maybe_cached:
+            if key in cached:
+                self._record(key, *_decode(cached[key]), persist=False)
+                self.stats["cache_hits"] += 1
+            else:
+                to_compute.append(key)
 
         # duplicates of keys resolved in this call were counted as memo hits
         # above; that is what they are from here on.
@@ -395,13 +436,26 @@ class VerifierPool:
                 self._flush()
 
         out = [self._memo[k] for k in keys]
-        self.stats["unknown"] += sum(v is Verdict.UNKNOWN for v in out)
+        reasons = Counter(self._reasons.get(k, "error") for k, v in zip(keys, out) if v is Verdict.UNKNOWN)
+        self.stats["unknown"] += sum(reasons.values())
+        totals = Counter(self.stats["unknown_reasons"]) + reasons
+        self.stats["unknown_reasons"] = dict(sorted(totals.items()))
         return out
 
-    def _record(self, key: tuple[str, str], verdict: Verdict, persist: bool = True) -> None:
+    def reason_of(self, gold: str, pred: str) -> str | None:
+        """Why the pair's (already computed) verdict is UNKNOWN; None otherwise."""
+        key = (normalize_answer(gold), normalize_answer(pred))
+        return self._reasons.get(key) if self._memo.get(key) is Verdict.UNKNOWN else None
+
+    def _record(self, key: tuple[str, str], verdict: Verdict, reason: str | None = None, persist: bool = True) -> None:
         self._memo[key] = verdict
-        if persist:
-            self._db_put(key, verdict)
+        if verdict is Verdict.UNKNOWN:
+            self._reasons[key] = reason or "error"
+        else:
+            self._reasons.pop(key, None)
+        # only verdicts that depend on the strings alone outlive this run
+        if persist and (verdict is not Verdict.UNKNOWN or reason in STABLE_UNKNOWN_REASONS):
+            self._db_put(key, verdict, reason)
 
     def _bar(self, total: int, desc: str):
         if not self.progress:
@@ -415,43 +469,138 @@ class VerifierPool:
     def _run_inline(self, keys: list[tuple[str, str]], desc: str) -> None:
         with self._bar(len(keys), desc) as bar:
             for key in keys:
-                self._record(key, check(key[0], key[1], self._check_timeout))
+                verdict, reason = check_reason(key[0], key[1], self._check_timeout)
+                if reason == "timeout":
+                    self.stats["retried"] += 1
+                    verdict, reason = check_reason(key[0], key[1], 2 * self._check_timeout)
+                    self.stats["retry_decided"] += verdict is not Verdict.UNKNOWN
+                self._record(key, verdict, reason)
                 bar.update(1)
 
     def _run_parallel(self, keys: list[tuple[str, str]], desc: str) -> None:
         # Longest predictions first: cost grows with length (latex parsing of
         # long junk answers dominates), and doing the heavy items first leaves
         # cheap ones to even out the workers at the end.
-        queue: deque[int] = deque(
-            sorted(range(len(keys)), key=lambda i: (-len(keys[i][1]), keys[i]))
-        )
+        order = sorted(range(len(keys)), key=lambda i: (-len(keys[i][1]), keys[i]))
+        n_real = len(keys)
+        keys = list(keys)  # probes are appended after the real items
+        queue: deque[int] = deque(order)
         n_workers = max(1, len(self._pool))
+        retry: set[int] = set()  # items on their second, longer try
+        probe_of: dict[int, str] = {}  # probe item -> the reference it probes
+        probing: dict[str, list[int]] = {}  # reference -> items waiting for its probe
+        cleared: set[str] = set()  # references whose probe finished in time
+        bad = self._timed_out_golds
+
+        def limit(idx: int) -> float:
+            return self.hard_timeout_s * (2 if idx in retry or idx in probe_of else 1)
+
+        def soft_limit(idx: int) -> int:
+            return self._check_timeout * (2 if idx in retry or idx in probe_of else 1)
 
         def take_chunk() -> list[int]:
             """Guided self-scheduling: chunks shrink with the queue so no chunk
             holds a large share of the remaining work (single items at the
-            end); up to 32 items per message while the queue is long."""
+            end); up to 32 items per message while the queue is long.  A retry
+            or probe travels alone, so its longer limit is its own."""
+            while queue and queue[0] < n_real and keys[queue[0]][0] in bad:
+                settle(queue.popleft(), Verdict.UNKNOWN, "reference_timed_out")
+            if not queue:
+                return []
+            if queue[0] in retry or queue[0] in probe_of:
+                return [queue.popleft()]
             size = self.chunk_size or max(1, min(32, len(queue) // (32 * n_workers)))
-            return [queue.popleft() for _ in range(min(size, len(queue)))]
+            chunk: list[int] = []
+            while queue and len(chunk) < size and not (queue[0] in retry or queue[0] in probe_of):
+                idx = queue.popleft()
+                if keys[idx][0] in bad:
+                    settle(idx, Verdict.UNKNOWN, "reference_timed_out")
+                else:
+                    chunk.append(idx)
+            return chunk
 
         def requeue(items) -> None:
             queue.extendleft(reversed(list(items)))
 
-        answered = [False] * len(keys)
-        remaining = len(keys)
+        answered = [False] * n_real
+        remaining = n_real
 
-        with self._bar(len(keys), desc) as bar:
+        with self._bar(n_real, desc) as bar:
 
-            def finish(w: _Worker, idx: int, verdict: Verdict, persist: bool = True) -> None:
+            def settle(idx: int, verdict: Verdict, reason: str | None, persist: bool = True) -> None:
                 nonlocal remaining
-                head = w.pending.popleft()
-                if head != idx or answered[idx]:
-                    raise RuntimeError(f"verifier protocol error: got {idx}, expected {head}")
+                if idx >= n_real:
+                    return  # a probe: not a requested pair
+                if answered[idx]:
+                    raise RuntimeError(f"verifier protocol error: {idx} answered twice")
                 answered[idx] = True
                 remaining -= 1
-                self._record(keys[idx], verdict, persist)
-                w.started_at = time.monotonic()
+                if idx in retry:
+                    self.stats["retry_decided"] += verdict is not Verdict.UNKNOWN
+                self._record(keys[idx], verdict, reason, persist)
                 bar.update(1)
+
+            def give_up_on(gold: str) -> None:
+                """``gold`` hangs alone: answer all its checks now, wherever they are."""
+                bad.add(gold)
+                self.stats["reference_timeouts"] += 1
+                logger.warning("reference %r timed out on its own; its remaining checks are unknown", gold[:200])
+                for idx in probing.pop(gold, []):
+                    settle(idx, Verdict.UNKNOWN, "reference_timed_out")
+                for idx in [i for i in queue if i < n_real and keys[i][0] == gold]:
+                    queue.remove(idx)
+                    settle(idx, Verdict.UNKNOWN, "reference_timed_out")
+                for w in list(self._pool):
+                    if any(i < n_real and keys[i][0] == gold for i in w.pending):
+                        items = list(w.pending)
+                        w.pending.clear()
+                        requeue([i for i in items if not (i < n_real and keys[i][0] == gold)])
+                        for i in items:
+                            if i < n_real and keys[i][0] == gold:
+                                settle(i, Verdict.UNKNOWN, "reference_timed_out")
+                        self._replace(w)
+
+            def try_again(idx: int) -> None:
+                self.stats["retried"] += 1
+                retry.add(idx)
+                queue.appendleft(idx)
+
+            def on_timeout(idx: int, reason: str) -> None:
+                """A first soft or hard timeout: retry with twice the limits, after
+                probing the reference alone when the worker had to be killed."""
+                if idx >= n_real:  # the probe itself: the reference hangs, or is at least this slow
+                    give_up_on(probe_of.pop(idx))
+                    return
+                gold = keys[idx][0]
+                if gold in bad:
+                    settle(idx, Verdict.UNKNOWN, "reference_timed_out")
+                elif idx in retry:
+                    settle(idx, Verdict.UNKNOWN, reason)
+                elif reason == "timeout" or gold in cleared or fast_decision(gold, _PROBE_PRED) is not None:
+                    try_again(idx)
+                elif gold in probing:
+                    probing[gold].append(idx)
+                else:
+                    probing[gold] = [idx]
+                    probe = len(keys)
+                    keys.append((gold, _PROBE_PRED))
+                    probe_of[probe] = gold
+                    queue.appendleft(probe)
+
+            def finish(w: _Worker, idx: int, verdict: Verdict, reason: str | None, persist: bool = True) -> None:
+                head = w.pending.popleft()
+                if head != idx or (idx < n_real and answered[idx]):
+                    raise RuntimeError(f"verifier protocol error: got {idx}, expected {head}")
+                w.started_at = time.monotonic()
+                if idx in probe_of and reason != "timeout":
+                    gold = probe_of.pop(idx)
+                    cleared.add(gold)
+                    for waiting in probing.pop(gold, []):
+                        try_again(waiting)
+                elif reason in ("timeout", "hard_timeout"):
+                    on_timeout(idx, reason)
+                else:
+                    settle(idx, verdict, reason, persist)
 
             def on_death(w: _Worker) -> None:
                 """Worker gone without a hard timeout: its current item is
@@ -462,12 +611,18 @@ class VerifierPool:
                         raise RuntimeError("verifier workers keep dying during start-up")
                 if w.pending:
                     self.stats["worker_crashes"] += 1
-                    logger.warning("verifier worker died on %r", keys[w.pending[0]])
-                    finish(w, w.pending[0], Verdict.UNKNOWN, persist=False)
+                    idx = w.pending[0]
+                    logger.warning("verifier worker died on %r", keys[idx])
+                    if idx in probe_of:  # treat like a probe that ran out of time
+                        w.pending.popleft()
+                        give_up_on(probe_of.pop(idx))
+                    else:
+                        finish(w, idx, Verdict.UNKNOWN, "worker_crash", persist=False)
                 if w.pending:
                     requeue(w.pending)
                     w.pending.clear()
-                self._replace(w)
+                if w in self._pool:
+                    self._replace(w)
 
             def drain(w: _Worker) -> None:
                 try:
@@ -477,7 +632,7 @@ class VerifierPool:
                             w.ready = True
                             self._startup_failures = 0
                         else:
-                            finish(w, msg[0], Verdict(msg[1]))
+                            finish(w, msg[0], Verdict(msg[1]), msg[2])
                 except (EOFError, OSError):
                     on_death(w)
 
@@ -486,48 +641,60 @@ class VerifierPool:
                 for w in self._pool:
                     if w.ready and not w.pending and queue:
                         chunk = take_chunk()
+                        if not chunk:
+                            continue
                         try:
-                            w.conn.send([(i, keys[i][0], keys[i][1]) for i in chunk])
+                            w.conn.send([(i, keys[i][0], keys[i][1], soft_limit(i)) for i in chunk])
                         except (BrokenPipeError, OSError):
                             requeue(chunk)
                             on_death(w)
                             continue
                         w.pending.extend(chunk)
                         w.started_at = now
+                if not remaining:
+                    break
 
-                deadlines = [w.started_at + self.hard_timeout_s for w in self._pool if w.pending]
+                deadlines = [w.started_at + limit(w.pending[0]) for w in self._pool if w.pending]
                 deadlines += [w.born + _STARTUP_TIMEOUT_S for w in self._pool if not w.ready]
                 if self._db_buffer:
                     deadlines.append(self._db_last_flush + _FLUSH_SECONDS)
                 wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 by_conn = {w.conn: w for w in self._pool}
                 for conn in wait(list(by_conn), timeout=wait_s):
-                    drain(by_conn[conn])
+                    if by_conn[conn] in self._pool:
+                        drain(by_conn[conn])
                 self._db_put_tick()
 
                 now = time.monotonic()
                 for w in list(self._pool):
-                    if w.pending and now - w.started_at > self.hard_timeout_s:
+                    if w not in self._pool:
+                        continue
+                    if w.pending and now - w.started_at > limit(w.pending[0]):
                         drain(w)  # a result may have landed just now
                         if w not in self._pool or not w.pending:
                             continue
-                        if time.monotonic() - w.started_at <= self.hard_timeout_s:
-                            continue
                         idx = w.pending[0]
+                        if time.monotonic() - w.started_at <= limit(idx):
+                            continue
                         logger.warning(
                             "hard timeout (%.1fs) verifying %r; restarting worker",
-                            self.hard_timeout_s, keys[idx],
+                            limit(idx), tuple(k[:200] for k in keys[idx]),
                         )
                         self.stats["hard_timeouts"] += 1
-                        finish(w, idx, Verdict.UNKNOWN)
-                        if w.pending:
-                            requeue(w.pending)
-                            w.pending.clear()
+                        w.pending.popleft()
+                        rest = list(w.pending)
+                        w.pending.clear()
                         self._replace(w)
+                        requeue(rest)
+                        on_timeout(idx, "hard_timeout")
                     elif not w.ready and now - w.born > _STARTUP_TIMEOUT_S:
                         logger.warning("verifier worker did not start in time; restarting")
                         on_death(w)
 
+        for w in list(self._pool):
+            if w.pending:  # a probe nobody waits for any more: its answer must not reach the next call
+                w.pending.clear()
+                self._replace(w)
         if not all(answered):  # pragma: no cover - guarded by the protocol checks
             raise RuntimeError("verifier lost items")
 
@@ -575,6 +742,36 @@ class VerifierPool:
                 self.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def extract_pred(sample: dict, strategies: Sequence[str]) -> tuple[str | None, str | None]:
+    """(final answer, unknown reason) of one pool sample, as the graders read it.
+
+    A sample cut by the generation limit (``finish_reason == "length"``) has no
+    answer, whatever its text holds: a box in an unfinished output is at best
+    an intermediate result.  Extraction is linear in the text; should it raise
+    all the same, the sample is UNKNOWN ("error"), not the run aborted.
+    """
+    if sample.get("finish_reason") == "length":
+        return None, None
+    try:
+        return extract_answer(sample.get("text") or "", strategies), None
+    except Exception:  # noqa: BLE001 - a model-written string must never end a run
+        logger.debug("answer extraction failed", exc_info=True)
+        return None, "error"
+
+
+def stats_delta(after: dict, before: dict) -> dict:
+    """``after - before`` for two snapshots of ``VerifierPool.stats`` (nested counts too)."""
+    out = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            delta = Counter(value)
+            delta.subtract(before.get(key, {}))
+            out[key] = {k: v for k, v in sorted(delta.items()) if v}
+        else:
+            out[key] = value - before.get(key, 0)
+    return out
 
 
 def default_workers() -> int:

@@ -19,6 +19,7 @@ import functools
 import logging
 import re
 import threading
+from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 from itertools import product
@@ -44,8 +45,26 @@ def _math_verify_version() -> str:
 #: may change (extraction is not covered: only normalize_answer + check).  The
 #: installed math-verify version is appended since its upgrades change verdicts
 #: too.  Part of on-disk cache keys.  (2: provably_unequal turns a comparison
-#: that raised or timed out -- UNKNOWN before -- into INCORRECT.)
-VERIFIER_VERSION = f"tf-verify-2+math-verify-{_math_verify_version()}"
+#: that raised or timed out -- UNKNOWN before -- into INCORRECT.  3: answers
+#: over the size caps are UNKNOWN; "0,500"-style decimal commas go to
+#: math-verify.)
+VERIFIER_VERSION = f"tf-verify-3+math-verify-{_math_verify_version()}"
+
+# Size caps on a (normalised) answer: beyond them the verdict is UNKNOWN with
+# the named reason, so no model-written string can make a check run for long
+# or use much memory (a real final answer is a few hundred characters at most).
+MAX_ANSWER_CHARS = 16_384  # -> "too_long"
+MAX_NESTING = 100  # brace/paren/bracket depth -> "too_deep" (recursive parsers)
+MAX_NUMBER_DIGITS = 4_000  # one run of digits -> "number_too_long" (Python caps int() at 4,300)
+
+#: Why a verdict is UNKNOWN.  The first group depends on the strings alone and
+#: may be cached; the second on the machine (time, memory, crashes) and is
+#: never cached, so a busy machine cannot change a dataset.
+#: ("error": math-verify/sympy raised on these strings, e.g. 1/0.)
+STABLE_UNKNOWN_REASONS = (
+    "no_reference", "reference_unparsed", "prediction_unparsed", "too_long", "too_deep", "number_too_long", "error",
+)
+LOAD_UNKNOWN_REASONS = ("timeout", "hard_timeout", "reference_timed_out", "worker_crash", "out_of_memory")
 
 
 class Verdict(str, Enum):
@@ -115,10 +134,9 @@ def _extract_boxed(text: str) -> str | None:
     return tok.rstrip(".")
 
 
-# The remainder of the line is captured in a lookahead so that a later phrase
-# on the same line is still found (the last one wins).
+# A later phrase on the same line is still found (the last one wins).
 _PHRASE_RE = re.compile(
-    r"(?:\b(?:final\s+)?answer\s*(?:is\b|:)|####)[ \t]*:?[ \t]*(?=(?P<rest>[^\n]*))",
+    r"(?:\b(?:final\s+)?answer\s*(?:is\b|:)|####)[ \t]*:?[ \t]*",
     re.IGNORECASE,
 )
 
@@ -145,7 +163,10 @@ def _extract_phrase(text: str) -> str | None:
         pass
     if last is None:
         return None
-    ans = _first_math_or_sentence(last.group("rest")).strip()
+    # The rest of the line is cut here, once, not captured by the regex: a
+    # capture at every match is quadratic on a long line repeating "answer:".
+    end = text.find("\n", last.end())
+    ans = _first_math_or_sentence(text[last.end() : len(text) if end == -1 else end]).strip()
     ans = ans.rstrip("*").strip()
     if ans.endswith("."):
         ans = ans[:-1]
@@ -220,20 +241,29 @@ def _spacing_sub(m: re.Match) -> str:
 
 
 def _strip_delims(s: str) -> str:
+    """Peel surrounding ``$``/``\\(..\\)``/``\\[..\\]`` and whitespace, layer by
+    layer.  Works on a window ``s[i:j]`` with a running ``$`` count, so each
+    layer costs O(1) and a long run of ``$`` is linear, not quadratic."""
+    i, j = 0, len(s)
+    dollars = s.count("$")
     changed = True
     while changed:
         changed = False
-        s = s.strip()
+        while i < j and s[i].isspace():
+            i += 1
+        while j > i and s[j - 1].isspace():
+            j -= 1
         for open_, close in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-            if len(s) >= len(open_) + len(close) and s.startswith(open_) and s.endswith(close):
-                s = s[len(open_) : len(s) - len(close)]
+            if j - i >= len(open_) + len(close) and s.startswith(open_, i, j) and s.endswith(close, i, j):
+                i, j = i + len(open_), j - len(close)
+                dollars -= 2 if open_ == "$" else 0
                 changed = True
         # lone leading/trailing "$" left over from sloppy extraction
-        if s.startswith("$") and not s.startswith("$$") and s.count("$") == 1:
-            s, changed = s[1:], True
-        if s.endswith("$") and not s.endswith("\\$") and s.count("$") == 1:
-            s, changed = s[:-1], True
-    return s
+        if s.startswith("$", i, j) and not s.startswith("$$", i, j) and dollars == 1:
+            i, dollars, changed = i + 1, 0, True
+        if s.endswith("$", i, j) and not s.endswith("\\$", i, j) and dollars == 1:
+            j, dollars, changed = j - 1, 0, True
+    return s[i:j]
 
 
 def _unwrap_text(s: str) -> str:
@@ -267,10 +297,13 @@ def normalize_answer(ans: str) -> str:
     ``$``/``\\(..\\)``, Unicode minus, ``\\left``/``\\right``, thin spaces, ``\\displaystyle``,
     ``\\dfrac``/``\\tfrac``, ``\\varnothing``, a ``\\text{..}`` wrapping the whole answer, a trailing
     period, runs of whitespace.  Applied to a fixed point so it is idempotent.
+    Linear in the length; an answer over ``MAX_ANSWER_CHARS`` is returned as is.
     """
     if ans is None:
         return ""
     s = str(ans)
+    if len(s) > MAX_ANSWER_CHARS:
+        return s  # judged "too_long" as it is; no need to spend time on it
     for _ in range(8):
         t = _normalize_once(s)
         if t == s:
@@ -284,8 +317,10 @@ def normalize_answer(ans: str) -> str:
 # --------------------------------------------------------------------------
 
 # Plain decimal numbers, optionally with 3-digit thousands groups, which is
-# exactly how math-verify reads "1,000" (while "1,5" is the set {1, 5}).
-_PLAIN_NUM_RE = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
+# exactly how math-verify reads "1,000" (while "1,5" is the set {1, 5}).  A
+# first group starting with 0 ("0,500", "01,500") is a decimal comma to
+# math-verify (0.5, 1.5), so such strings are left to it.
+_PLAIN_NUM_RE = re.compile(r"^-?(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d+)?$")
 _WORDS_RE = re.compile(r"^[A-Za-z]+(?: [A-Za-z]+)*$")
 
 
@@ -322,14 +357,15 @@ _FRACTION_RE = re.compile(r"^(-?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
 def _exact_number(s: str) -> tuple[Fraction, bool] | None:
     """(value, is_decimal) for a plain integer / decimal / integer fraction
     (``-3``, ``1,000``, ``2.50``, ``3/4``, ``-\\frac{3}{4}``); None otherwise."""
+    # Through Decimal: exact, and free of Python's limit on int(str) digits.
     if _PLAIN_NUM_RE.match(s):
-        return Fraction(s.replace(",", "")), "." in s
+        return Fraction(Decimal(s.replace(",", ""))), "." in s
     m = _FRACTION_RE.match(s)
     if m:
         num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
-        if int(den) == 0:
+        if Decimal(den) == 0:
             return None  # math-verify: zoo, not a number
-        val = Fraction(int(num), int(den))
+        val = Fraction(Decimal(num)) / Fraction(Decimal(den))
         return (-val if m.group(1) else val), False
     return None
 
@@ -361,16 +397,55 @@ def _plain_number_verdict(g: str, p: str) -> Verdict | None:
     return None
 
 
+_DIGIT_RUN_RE = re.compile(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1))
+_OPEN, _CLOSE = frozenset("{(["), frozenset("})]")
+
+
+def answer_limit(norm: str) -> str | None:
+    """The size cap a normalised answer breaks ("too_long", "too_deep",
+    "number_too_long"), or None.  Linear; run before anything else looks at
+    the string, so parsing and number conversion only ever see bounded input."""
+    if len(norm) > MAX_ANSWER_CHARS:
+        return "too_long"
+    depth = 0
+    for c in norm:
+        if c in _OPEN:
+            depth += 1
+            if depth > MAX_NESTING:
+                return "too_deep"
+        elif c in _CLOSE:
+            depth -= 1
+    if _DIGIT_RUN_RE.search(norm):
+        return "number_too_long"
+    return None
+
+
+def fast_decision(gold_norm: str, pred_norm: str) -> tuple[Verdict, str | None] | None:
+    """(verdict, unknown reason) from the exact, cheap part of ``check`` on
+    already-normalised strings; None when math-verify is needed.  Never raises."""
+    try:
+        if not gold_norm:
+            return Verdict.UNKNOWN, "no_reference"
+        for s in (gold_norm, pred_norm):
+            reason = answer_limit(s)
+            if reason is not None:
+                return Verdict.UNKNOWN, reason
+        if not pred_norm:
+            return Verdict.INCORRECT, None
+        if gold_norm == pred_norm:
+            return Verdict.CORRECT, None
+        v = _plain_number_verdict(gold_norm, pred_norm)
+        return None if v is None else (v, None)
+    except Exception:  # noqa: BLE001 - a model-written string must never crash a run
+        logger.debug("fast path failed on %r / %r", gold_norm[:200], pred_norm[:200], exc_info=True)
+        return Verdict.UNKNOWN, "error"
+
+
 def fast_verdict(gold_norm: str, pred_norm: str) -> Verdict | None:
     """The exact, cheap part of ``check`` on already-normalised strings; None
     when math-verify is needed.  Lets a caller settle most pairs in-process."""
-    if not gold_norm:
-        return Verdict.UNKNOWN
-    if not pred_norm:
-        return Verdict.INCORRECT
-    if gold_norm == pred_norm:
-        return Verdict.CORRECT
-    return _plain_number_verdict(gold_norm, pred_norm)
+    decided = fast_decision(gold_norm, pred_norm)
+    return None if decided is None else decided[0]
 
 
 # --------------------------------------------------------------------------
@@ -489,7 +564,13 @@ def provably_unequal(gold, pred) -> bool:
 
 
 def check(gold: str, pred: str, timeout_s: int = 5) -> Verdict:
-    """Is ``pred`` equivalent to the reference ``gold``?
+    """Is ``pred`` equivalent to the reference ``gold``?  ``check_reason``
+    without the reason."""
+    return check_reason(gold, pred, timeout_s)[0]
+
+
+def check_reason(gold: str, pred: str, timeout_s: int = 5) -> tuple[Verdict, str | None]:
+    """(verdict, why it is UNKNOWN or None): is ``pred`` equivalent to ``gold``?
 
     Exact fast paths first (identical normalised strings, exact numbers), then
     math-verify on the normalised strings, skipping the sympy comparisons that
@@ -498,45 +579,61 @@ def check(gold: str, pred: str, timeout_s: int = 5) -> Verdict:
     match; pred with nothing parseable -> INCORRECT; any math-verify
     exception or (soft, SIGALRM) timeout -> UNKNOWN.  The soft timeout needs
     the main thread; in other threads math-verify runs without one and the
-    caller must bound run time itself (``VerifierPool`` does).
+    caller must bound run time itself (``VerifierPool`` does).  Answers over the
+    size caps are UNKNOWN before any parsing; any exception is UNKNOWN ("error").
     """
-    g = normalize_answer(gold)
-    p = normalize_answer(pred)
-    fast = fast_verdict(g, p)
-    if fast is not None:
-        return fast
+    try:
+        g = normalize_answer(gold)
+        p = normalize_answer(pred)
+        fast = fast_decision(g, p)
+        if fast is not None:
+            return fast
+        return _check_slow(g, p, timeout_s)
+    except MemoryError:
+        return Verdict.UNKNOWN, "out_of_memory"
+    except Exception:  # noqa: BLE001 - math-verify/sympy raise anything
+        logger.debug("check failed on %r / %r", str(gold)[:200], str(pred)[:200], exc_info=True)
+        return Verdict.UNKNOWN, "error"
+
+
+def _check_slow(g: str, p: str, timeout_s: int) -> tuple[Verdict, str | None]:
+    """math-verify on normalised strings within the size caps."""
 
     t: int | None = max(1, int(-(-timeout_s // 1))) if timeout_s else None
     if threading.current_thread() is not threading.main_thread():
         t = None  # signal.alarm is main-thread only
 
     g_status, g_parsed = _parse_cached(_as_latex(g), t)
+    if g_status == "timeout":
+        return Verdict.UNKNOWN, "timeout"
     if g_status != "ok" or not g_parsed:
-        return Verdict.UNKNOWN
+        return Verdict.UNKNOWN, "reference_unparsed"
     p_status, p_parsed = _parse_cached(_as_latex(p), t)
     if p_status != "ok":
-        return Verdict.UNKNOWN
+        return Verdict.UNKNOWN, "timeout" if p_status == "timeout" else "prediction_unparsed"
     if not p_parsed:
-        return Verdict.INCORRECT
+        return Verdict.INCORRECT, None
 
     # Pairwise like math_verify.verify, but a failure on one pair must surface
     # as UNKNOWN instead of the silent False that verify() would return.
-    undecided = False
+    undecided: str | None = None
     for gp, pp in product(g_parsed, p_parsed):
         if provably_unequal(gp, pp):
             continue  # math-verify could only say False here (slowly)
         try:
             if math_verify.verify(gp, pp, timeout_seconds=t, raise_on_error=True):
-                return Verdict.CORRECT
+                return Verdict.CORRECT, None
         except TimeoutException:
-            undecided = True
+            undecided = "timeout"
+        except MemoryError:
+            undecided = undecided or "out_of_memory"
         except Exception:  # noqa: BLE001
             logger.debug("math-verify error on %r vs %r", g, p, exc_info=True)
-            undecided = True
+            undecided = undecided or "error"
     if undecided:
-        return Verdict.UNKNOWN
+        return Verdict.UNKNOWN, undecided
     if not any(not isinstance(x, str) for x in g_parsed):
         # Gold is only a raw-string fallback: math-verify could do no more than
         # the string comparison that just failed, so nothing is decided.
-        return Verdict.UNKNOWN
-    return Verdict.INCORRECT
+        return Verdict.UNKNOWN, "reference_unparsed"
+    return Verdict.INCORRECT, None

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from trajfusion.core.verify import Verdict, extract_answer, normalize_answer
+from trajfusion.core.verify import Verdict, normalize_answer
 from trajfusion.io import resolve_path, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,10 @@ def grade(pairs: Iterable[tuple[str, str]]) -> list[dict]:
     """(reference, output) → {"pred", "verdict"}: the project's extraction, then its verifier in one batch.
     An output with no extractable answer is `incorrect` (pred None); a grader timeout or an empty /
     unparseable reference is `unknown` (counted, never silently wrong)."""
+    from trajfusion.verification import extract_pred
+
     pairs = list(pairs)
-    preds = [extract_answer(output or "", _settings["strategies"]) for _, output in pairs]
+    preds = [extract_pred({"text": output}, _settings["strategies"])[0] for _, output in pairs]
     todo = [i for i, p in enumerate(preds) if p is not None]
     verdicts = shared_verifier().check_many([(pairs[i][0], preds[i]) for i in todo], desc="grade") if todo else []
     # No answer is wrong, unless the reference itself is empty: then nothing can be judged (unknown).
@@ -138,6 +140,8 @@ def grade(pairs: Iterable[tuple[str, str]]) -> list[dict]:
               for p, (ref, _) in zip(preds, pairs)]
     for i, verdict in zip(todo, verdicts):
         graded[i]["verdict"] = verdict.value
+        if verdict is Verdict.UNKNOWN:  # why: a size cap, a timeout, ... (also counted in the grader stats)
+            graded[i]["unknown_reason"] = shared_verifier().reason_of(pairs[i][0], preds[i])
     return graded
 
 
