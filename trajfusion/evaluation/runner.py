@@ -72,22 +72,27 @@ def training_data_summary(manifest: dict) -> dict | None:
 
 
 def _generate(cfg: EvalConfig, runs, system_prompt, run_dir: Path):
-    """(rows per task, tokenizer, model description) from the configured backend."""
+    """(rows per task, tokenizer, the runs as generated, what was capped) from the configured backend;
+    each task's max_new_tokens is capped to the context its longest prompt leaves."""
+    from trajfusion.evaluation.context import cap_to_context
+
     max_model_len = cfg.backend.max_model_len or cfg.student.max_seq_len
     if cfg.backend.name == BackendName.hf:
         model, tokenizer = load_student(cfg.student, cfg.ckpt, cfg.seed)
         metadata = prompt_metadata(cfg.student.template, system_prompt, tokenizer, cfg.benchmark.limit)
+        runs, capped = cap_to_context(runs, metadata, tokenizer, max_model_len)
         lm = backends.hf_lm(model, tokenizer, cfg.backend.batch_size, max_model_len, cfg.backend.device)
-        return backends.generate_with_lm(lm, runs, metadata, cfg.seed), tokenizer
+        return backends.generate_with_lm(lm, runs, metadata, cfg.seed), tokenizer, runs, capped
     from transformers import AutoTokenizer
 
     model_path = str(Path(cfg.ckpt).expanduser()) if cfg.ckpt else cfg.student.model
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     metadata = prompt_metadata(cfg.student.template, system_prompt, tokenizer, cfg.benchmark.limit)
+    runs, capped = cap_to_context(runs, metadata, tokenizer, max_model_len)
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".shards-") as work_dir:
         launches = backends.shard_launches(Path(work_dir), model_path, cfg.backend, runs, metadata, cfg.seed,
                                            max_model_len, backends.visible_devices())
-        return backends.run_vllm_shards(launches), tokenizer
+        return backends.run_vllm_shards(launches), tokenizer, runs, capped
 
 
 def evaluate(cfg: EvalConfig, resolved: dict, run_dir: Path, choices: dict[str, str]) -> dict:
@@ -103,7 +108,7 @@ def evaluate(cfg: EvalConfig, resolved: dict, run_dir: Path, choices: dict[str, 
     task_utils.configure_verifier(cfg.verifier.strategies, cfg.verifier.timeout_s, cfg.verifier.workers,
                                   Path(cfg.paths.data_root) / "cache" / "verify.sqlite")
     runs = backends.plan_task_runs(cfg.benchmark)
-    generated, tokenizer = _generate(cfg, runs, system_prompt, run_dir)
+    generated, tokenizer, runs, capped = _generate(cfg, runs, system_prompt, run_dir)
 
     samples, tasks = {}, {}
     for run in runs:
@@ -122,6 +127,7 @@ def evaluate(cfg: EvalConfig, resolved: dict, run_dir: Path, choices: dict[str, 
         "run_name": cfg.run_name, "benchmark": cfg.benchmark.name, "student": cfg.student.name,
         "model": cfg.ckpt or cfg.student.model or cfg.student.name, "ckpt": cfg.ckpt, "template": cfg.student.template,
         "system_prompt": system_prompt, "backend": cfg.backend.name.value, "limit": cfg.benchmark.limit,
+        "max_new_tokens_capped": capped,  # tasks whose budget was cut to fit the context after the prompt
         "tasks": tasks, "average_pass_at_1": mean(greedy) if greedy else None,
         "grader": {"strategies": list(cfg.verifier.strategies), "timeout_s": cfg.verifier.timeout_s,
                    "stats": dict(task_utils.shared_verifier().stats)},
