@@ -2,7 +2,7 @@
 
 W&B conventions: project `wandb.project`, group = the experiment (`wandb.group`, default the run
 name), job_type `train`, name = run name, tags = the config group choices (`fusion:adaptive`, …),
-config = the resolved config plus `data_id`; online, the dataset is also an input artifact `dataset-<data_id>`. The run id is
+config = the resolved config plus `data_id`, the dataset's α (and calibration) and token counter; online, the dataset is also an input artifact `dataset-<data_id>`. The run id is
 kept in the run directory, so a resumed run continues the same W&B run. With no API key (and no
 `wandb.mode`), W&B runs offline: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later.
 """
@@ -41,6 +41,15 @@ def _read(path: Path) -> str:
         return ""
 
 
+def dataset_config(dataset_dir: Path) -> dict:
+    """What the dataset decided that the resolved config cannot say: the α it was built with (the
+    calibrated number when length_policy.alpha=auto) and its calibration, and the token counter used."""
+    manifest_path = dataset_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    record = manifest.get("alpha") or {}
+    return {"alpha": record.get("alpha"), "alpha_calibration": record or None, "token_counter": manifest.get("token_counter")}
+
+
 class RunTracker(TrainerCallback):
     """Writes metrics.jsonl and mirrors it to W&B; does nothing on ranks other than 0."""
 
@@ -64,7 +73,8 @@ class RunTracker(TrainerCallback):
             tags=sorted(set(tags) | set(cfg.tags)), config=resolved, id=run_id, resume="allow", dir=str(run_dir),
             mode=mode,
         )
-        self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir)}, allow_val_change=True)
+        self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir), **dataset_config(dataset_dir)},
+                               allow_val_change=True)
         if mode == "online":  # W&B cannot record an input artifact offline; data_id is in the config either way
             artifact = wandb.Artifact(f"dataset-{data_id}", type="dataset", metadata={"data_id": data_id, "path": str(dataset_dir)})
             for name in ("data.jsonl", "manifest.json"):
