@@ -57,7 +57,7 @@ def main(overrides):
     packed = SequenceDataset(rows, capacity, packing=True)
     lengths = [len(r) for r in rows]
     print(f"dataset {dataset_dir.name}: {len(rows)} rows, {sum(lengths)} tokens, mean {sum(lengths) / len(rows):.0f}, "
-          f"max {max(lengths)} (skipped over-long: {report['skipped_overlong']})")
+          f"max {max(lengths)} (dropped over-long: {report['dropped_overlong']})")
     print(f"{'layout':34s} {'sequences':>9s} {'real share':>10s}")
     print(f"{'packed, ' + str(capacity) + '-token sequences':34s} {len(packed):9d} {packed.fill:10.4f}")
     for batch in (4, 8, 16):

@@ -95,3 +95,14 @@ def test_group_finds_the_runs_of_a_wandb_group_rft_first(tmp_path):
         group_runs("table3", tmp_path)
     assert main(["--group", "table2", "--root", str(tmp_path), "--out", str(tmp_path / "cmp"), "--iterations", "200"]) == 0
     assert "+10.0 [" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_footnote_says_what_each_arm_trained_on(tmp_path):
+    trained = {"mean_errors": 1.49, "trained_rows": 540, "trained_tokens": 350000, "trained_optimizer_steps": 45,
+               "trained_samples_per_step": 60.5, "trained_batch_unit": "packs", "trained_dropped_overlong": 3}
+    runs = [fake_run(tmp_path / "rft", "rft", {t: 0.3 for t in SIX}, training_data={**trained, "mean_errors": 0.0}),
+            fake_run(tmp_path / "tf", "tf", {t: 0.4 for t in SIX}, training_data=trained)]
+    table = format_table(compare_runs(runs, ["RFT", "TF"], iterations=200))
+    assert ("Training data, TF: 540 rows, 350000 tokens, 45 optimizer steps, 60.5 samples/step (batch unit: packs), "
+            "#Err 1.49, 3 over-long problems dropped from both arms") in table
+    assert "Training data, RFT: 540 rows" in table

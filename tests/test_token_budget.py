@@ -61,3 +61,33 @@ def test_hub_tokenizer_ids_are_not_turned_into_paths():
 
     assert _tokenizer_source("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
     assert tokenizer_identity("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
+
+
+@pytest.mark.parametrize("student,hub_id", [("llama3_8b", "meta-llama/Meta-Llama-3-8B"),
+                                            ("deepseekmath_7b", "deepseek-ai/deepseek-math-7b-base"),
+                                            ("qwen2p5_math_7b", "Qwen/Qwen2.5-Math-7B"), ("qwen2p5_math_7b_32k", "Qwen/Qwen2.5-Math-7B")])
+def test_paper_students_budget_with_their_hub_tokenizer(compose, student, hub_id):
+    from trajfusion.training.schema import register_train_configs
+
+    register_train_configs()
+    cfg = compose(f"student={student}", config_name="train", validate=False)
+    assert cfg.student.tokenizer == hub_id and cfg.length_policy.tokenizer == hub_id
+
+
+def test_a_tokenizer_that_does_not_load_falls_back_loudly_and_is_recorded(compose, caplog):
+    import json
+    import logging
+
+    from trajfusion.stages import build_dataset, dataset_dir, load_prompts
+
+    def data_id(*overrides):
+        cfg = compose("data.limit=6", *overrides)
+        return dataset_dir(cfg, load_prompts(cfg))[0]
+
+    missing = "no-such-org/no-such-tokenizer"  # tests run with HF_HUB_OFFLINE=1
+    with caplog.at_level(logging.WARNING, logger="trajfusion.stages"):
+        assert data_id(f"length_policy.tokenizer={missing}") == data_id()  # the data_id follows the counter used
+        out = build_dataset(compose("data.limit=6", f"length_policy.tokenizer={missing}", "plots=false", "progress=false"))
+    assert any("TOKEN BUDGET" in r.getMessage() and missing in r.getMessage() for r in caplog.records)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["token_counter"] == {"configured": missing, "used": "bytes/3"}

@@ -73,9 +73,15 @@ def test_tiny_student_learns_and_writes_its_run(adaptive_run):
     assert len(losses) >= 10
     assert sum(losses[-3:]) / 3 < losses[0] - 0.5, losses  # the loss falls
     manifest = json.loads((adaptive_run / "manifest.json").read_text())
-    assert manifest["tokenisation"]["skipped_overlong"] == 0 and manifest["tokenisation"]["rows"] > 10
+    assert manifest["tokenisation"]["dropped_overlong"] == 0 and manifest["tokenisation"]["rows"] > 10
     assert manifest["data_id"] in manifest["dataset_dir"] and manifest["final_checkpoint"]
     assert manifest["gradient_accumulation_steps"] == 2 and not manifest["preempted"]
+    t = manifest["training_data"]
+    assert t["rows"] == manifest["tokenisation"]["rows"] and t["batch_unit"] == "packs" and t["optimizer_steps"] > 0
+    assert t["samples_per_step"] >= 2  # a packed sequence holds one sample or more
+    dataset = json.loads((Path(manifest["dataset_dir"]) / "manifest.json").read_text())
+    assert dataset["token_counter"] == {"configured": str(Path(manifest["config"]["student"]["tokenizer"])),
+                                        "used": str(Path(manifest["config"]["student"]["tokenizer"]))}
     last = metrics(adaptive_run)[max(metrics(adaptive_run))]
     assert last["train/tokens_per_s"] > 0 and last["train/real_token_share"] == 1.0 and 0 < last["train/pack_fill"] <= 1
     assert list((adaptive_run / "wandb").glob("offline-run-*")), "W&B offline run missing"
@@ -144,6 +150,36 @@ def test_killed_run_resumes_with_the_same_loss_trajectory(data_root, adaptive_ru
     assert manifest["train_metrics"]["train_loss"] == pytest.approx(reference_loss, rel=1e-6)
     assert got_lines[-1]["train/train_loss"] == pytest.approx(reference_loss, rel=1e-6)
     assert (run_dir / "wandb_run_id").read_text() == wandb_id  # the same W&B run continues
+
+
+# the data stage budgets 4096 tokens, the student takes 512: some fused rows cannot fit
+OVERLONG = ["student.max_seq_len=512", "length_policy.max_tokens=4096"]
+
+
+def test_an_overlong_row_stops_the_run_naming_its_problems(data_root):
+    proc = subprocess.run(train_command(data_root, data_root / "runs" / "overlong", *OVERLONG), cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "exceed student.max_seq_len=512 tokens" in out and "problem ids: math-test-" in out
+    assert "training.drop_overlong=paired" in out
+
+
+def test_paired_dropping_gives_both_arms_the_same_problems(data_root):
+    manifests = {}
+    for arm in ("adaptive", "rft"):
+        run_dir = data_root / "runs" / f"paired-{arm}"
+        run_train(data_root, run_dir, f"fusion={arm}", *OVERLONG, "training.drop_overlong=paired",
+                  "training.batch_unit=samples", "training.max_steps=2", "training.save_final=false")
+        manifests[arm] = json.loads((run_dir / "manifest.json").read_text())
+    fused, rft = manifests["adaptive"], manifests["rft"]
+    dropped = fused["tokenisation"]["dropped_overlong_ids"]
+    assert dropped and dropped == rft["tokenisation"]["dropped_overlong_ids"]  # overflowing in the fused arm only
+    assert fused["training_data"]["rows"] == rft["training_data"]["rows"] > 0
+    for m in (fused, rft):
+        t = m["training_data"]
+        assert t["optimizer_steps"] == 2 and t["batch_unit"] == "samples" and t["samples_per_step"] == 2.0
+        assert t["dropped_overlong"] == len(dropped) and t["tokens"] > 0
+    assert rft["training_data"]["tokens"] < fused["training_data"]["tokens"]
 
 
 def test_a_run_directory_refuses_a_different_config(data_root, adaptive_run):

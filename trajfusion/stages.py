@@ -81,7 +81,8 @@ def data_identity(cfg: BuildDataConfig, prompts: dict) -> dict:
         "verifier": content_hash(verifier_identity(cfg)),
         "fusion": {k: v for k, v in asdict(cfg.fusion).items() if k not in ("prompts_file", "loss_on_errors")},
         "prompts": content_hash(prompts),
-        "budget": {"max_tokens": lp.max_tokens, "tokenizer": tokenizer_identity(lp.tokenizer), "overhead_tokens": lp.overhead_tokens},
+        "budget": {"max_tokens": lp.max_tokens, "tokenizer": tokenizer_identity(budget_counter(lp.tokenizer)[1]),
+                   "overhead_tokens": lp.overhead_tokens},
         "correct": cfg.selector.correct,
         "seed": cfg.seed,
     }
@@ -316,6 +317,9 @@ def tokenizer_identity(tokenizer: str | None) -> str | None:
     return "sha256:" + content_hash({p.name: sha256_file(p) for p in files}, length=16)
 
 
+PROXY_COUNTER = "bytes/3"
+
+
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     """Tokens of a text with the student's tokenizer, or a documented proxy: UTF-8 bytes / 3.
 
@@ -328,6 +332,27 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
 
     tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer))
     return functools.lru_cache(maxsize=None)(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+
+
+@functools.lru_cache(maxsize=None)
+def budget_counter(tokenizer: str | None) -> tuple[Callable[[str], int], str | None]:
+    """(counter, the tokenizer it uses: None for the bytes/3 proxy). A configured tokenizer that does not
+    load here (no hub, not in the local cache, gated) falls back to the proxy with a loud warning;
+    data_id and the manifest say which counter was used, so the two cases never share a dataset."""
+    if tokenizer is None:
+        return token_counter(None), None
+    try:
+        return token_counter(tokenizer), tokenizer
+    except Exception as exc:  # OSError (offline, gated, missing), ValueError (not a tokenizer), ImportError …
+        bar = "!" * 100
+        log.warning(
+            "\n%s\nTOKEN BUDGET: the tokenizer %r does not load here (%s: %s).\nRows are budgeted with the bytes/3 "
+            "proxy instead: real token counts may be higher, and training refuses rows that overflow unless "
+            "training.drop_overlong=paired.\nFor an exact budget: run where the hub (or a local HF cache) has it, "
+            "or set length_policy.tokenizer=/path/to/tokenizer_dir (student.tokenizer in train.py).\n%s",
+            bar, tokenizer, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", bar,
+        )
+        return token_counter(None), None
 
 
 def fusion_settings(cfg: BuildDataConfig, prompts: dict, alpha: float | None = None, policy: str | None = None) -> FusionSettings:
@@ -373,7 +398,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         log.warning("%d of %d samples could not be judged (unknown: outside r, never fused): %s",
                     verify_report["verdicts"]["unknown"], verify_report["samples"],
                     ", ".join(f"{k}={v}" for k, v in verify_report.get("unknown_reasons", {}).items()))
-    count = token_counter(cfg.length_policy.tokenizer)
+    count, counter_used = budget_counter(cfg.length_policy.tokenizer)
     pools = to_problem_pools(rows)
     calibration_identity = {k: v for k, v in data_identity(cfg, prompts).items() if k != "pool"}
     alpha, alpha_record = resolve_alpha(cfg, pools, verified_path, fusion_settings(cfg, prompts, policy="none"), count,
@@ -394,6 +419,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         "verified_pool": str(verified_path),
         "verification": verify_report,
         "alpha": alpha_record,
+        "token_counter": {"configured": cfg.length_policy.tokenizer, "used": counter_used or PROXY_COUNTER},
         "counts": stats["counts"],
         "rows": len(fused),
         "wall_time_s": None,
@@ -425,7 +451,7 @@ def calibrate(cfg: BuildDataConfig) -> dict:
     rows, _, verified_path = verified_pool(cfg)
     lp = cfg.length_policy
     result = calibration_report(cfg, to_problem_pools(rows), fusion_settings(cfg, prompts, policy="none"),
-                                token_counter(lp.tokenizer))
+                                budget_counter(lp.tokenizer)[0])
     result["pool"] = str(verified_path)
     out = pool_dir(cfg) / f"calibration-curve-{cfg.selector.name}-kmax{lp.k_max}.json"
     write_json(out, result)

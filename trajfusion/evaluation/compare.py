@@ -111,7 +111,7 @@ def compare_runs(run_dirs: list[str | Path], labels: list[str] | None = None, pa
         average["paper"] = [mean([pair[0][t] for t in tasks if t in pair[0]]) if any(t in pair[0] for t in tasks) else None,
                             mean([pair[1][t] for t in tasks if t in pair[1]]) if any(t in pair[1] for t in tasks) else None]
     return {"runs": [str(d) for d in run_dirs], "labels": labels, "paper": paper, "bootstrap_iterations": iterations,
-            "rows": rows + [average]}
+            "rows": rows + [average], "training_data": {label: results.get("training_data") for label, (results, _) in zip(labels, runs)}}
 
 
 def _num(x) -> str:
@@ -136,7 +136,19 @@ def format_table(comparison: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\nScores in %. Intervals: paired bootstrap over problems ({comparison['bootstrap_iterations']} draws)."
             + (f" Paper: {comparison['paper']} (PAPER.md Tables 1/3)." if comparison["paper"] else ""))
-    return "\n".join(lines) + "\n" + note + "\n"
+    return "\n".join(lines) + "\n" + note + training_note(comparison.get("training_data") or {}) + "\n"
+
+
+def training_note(by_label: dict) -> str:
+    """One footnote line per run: what its checkpoint trained on (the arms should match in rows)."""
+    lines = []
+    for label, t in by_label.items():
+        if t and t.get("trained_rows") is not None:
+            lines.append(f"\nTraining data, {label}: {t['trained_rows']} rows, {t['trained_tokens']} tokens, "
+                         f"{t['trained_optimizer_steps']} optimizer steps, {t['trained_samples_per_step']} samples/step "
+                         f"(batch unit: {t['trained_batch_unit']}), #Err {t.get('mean_errors')}"
+                         + (f", {t['trained_dropped_overlong']} over-long problems dropped from both arms" if t.get("trained_dropped_overlong") else ""))
+    return "".join(lines)
 
 
 def plot(comparison: dict, path: Path) -> None:

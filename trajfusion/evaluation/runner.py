@@ -67,8 +67,12 @@ def training_data_summary(manifest: dict) -> dict | None:
     from trajfusion.io import read_json
 
     stats = read_json(stats_path)
-    return {"data_id": manifest.get("data_id"), "fusion": stats.get("fusion"), "rows": stats["counts"]["kept"],
-            "mean_errors": stats["mean"]["n_errors"], "mean_tokens": stats["mean"]["tokens"]}
+    summary = {"data_id": manifest.get("data_id"), "fusion": stats.get("fusion"), "rows": stats["counts"]["kept"],
+               "mean_errors": stats["mean"]["n_errors"], "mean_tokens": stats["mean"]["tokens"]}
+    trained = manifest.get("training_data")  # what the run itself used: rows after paired drops, updates
+    if trained:
+        summary |= {"alpha": stats.get("alpha"), **{f"trained_{k}": v for k, v in trained.items()}}
+    return summary
 
 
 def _generate(cfg: EvalConfig, runs, system_prompt, run_dir: Path):

@@ -25,6 +25,9 @@ def scalar_metrics(results: dict) -> dict[str, float]:
         metrics["eval/average/pass@1"] = results["average_pass_at_1"]
     if (results.get("training_data") or {}).get("mean_errors") is not None:
         metrics["train_data/mean_errors"] = results["training_data"]["mean_errors"]  # Table 2's #Err
+    for key in ("rows", "tokens", "optimizer_steps", "samples_per_step"):  # what the checkpoint's run trained on
+        if (results.get("training_data") or {}).get(f"trained_{key}") is not None:
+            metrics[f"train_data/{key}"] = results["training_data"][f"trained_{key}"]
     return metrics
 
 

@@ -15,6 +15,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from trajfusion.config import BUILD_KEYS, BuildDataConfig, to_build_config
 
 TEMPLATES = ("base_plain", "chatml")
+DROP_OVERLONG = ("error", "paired")
+BATCH_UNITS = ("packs", "samples")
 DEEPSPEED_STAGES = (0, 1, 2, 3)
 
 
@@ -42,8 +44,8 @@ class StudentConfig:
     source: StudentSource = StudentSource.hf
     model: Optional[str] = None  # hf: id or directory; gguf: python package holding the file
     gguf_file: Optional[str] = None
-    # Directory of a tokenizer that loads offline; used for the data stage's exact token budget.
-    # null: the data stage budgets with its bytes/3 proxy and training skips (and counts) rows that overflow.
+    # Hub id or directory of the tokenizer that counts the data stage's token budget (exact). Where it does
+    # not load (offline), and when null, the data stage budgets with its bytes/3 proxy (manifest: token_counter).
     tokenizer: Optional[str] = None
     template: str = "base_plain"  # trajfusion/templates/<template>.jinja, also written into the checkpoint
     max_seq_len: int = 4096
@@ -106,10 +108,20 @@ class TrainingConfig:
     dataloader_workers: int = 0
     save_final: bool = True
     dist_timeout_s: int = 7200  # collectives incl. the barrier while rank 0 verifies + fuses a missing dataset
+    # A row longer than student.max_seq_len: `error` stops with its problem ids; `paired` drops those problem
+    # ids (overflowing in this arm or in its RFT/fused twin of the same pool) from both arms and records them.
+    drop_overlong: str = "error"
+    # What student.global_batch_size counts: `packs` (packed sequences of whole samples, as ms-swift's
+    # packing; the paper's setting) or `samples` (equal optimizer updates for both arms: the control).
+    batch_unit: str = "packs"
 
     def __post_init__(self) -> None:
         _require(self.logging_steps > 0 and self.save_steps > 0, "training", "logging_steps and save_steps must be positive")
         _require(self.dist_timeout_s > 0, "training.dist_timeout_s", "must be positive")
+        _require(self.drop_overlong in DROP_OVERLONG, "training.drop_overlong",
+                 f"unknown option {self.drop_overlong!r}; supported: {', '.join(DROP_OVERLONG)}")
+        _require(self.batch_unit in BATCH_UNITS, "training.batch_unit",
+                 f"unknown option {self.batch_unit!r}; supported: {', '.join(BATCH_UNITS)}")
         _require(self.max_steps == -1 or self.max_steps > 0, "training.max_steps", "must be -1 or positive")
 
 

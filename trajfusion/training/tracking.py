@@ -2,7 +2,8 @@
 
 W&B conventions: project `wandb.project`, group = the experiment (`wandb.group`, default the run
 name), job_type `train`, name = run name, tags = the config group choices (`fusion:adaptive`, …),
-config = the resolved config plus `data_id`; the dataset is its input artifact and the final checkpoint its output (trajfusion/lineage.py). The run id is
+config = the resolved config plus `data_id`, the dataset's α (and calibration) and token counter; the dataset is its
+input artifact and the final checkpoint its output (trajfusion/lineage.py). The run id is
 kept in the run directory, so a resumed run continues the same W&B run. With no API key (and no
 `wandb.mode`), W&B runs offline: `wandb sync <run_dir>/wandb/offline-run-*` uploads it later.
 """
@@ -25,6 +26,15 @@ log = logging.getLogger(__name__)
 
 def wandb_mode(cfg: WandbConfig) -> str:
     return lineage.wandb_mode(cfg.enabled, cfg.mode)
+
+
+def dataset_config(dataset_dir: Path) -> dict:
+    """What the dataset decided that the resolved config cannot say: the α it was built with (the
+    calibrated number when length_policy.alpha=auto) and its calibration, and the token counter used."""
+    manifest_path = dataset_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    record = manifest.get("alpha") or {}
+    return {"alpha": record.get("alpha"), "alpha_calibration": record or None, "token_counter": manifest.get("token_counter")}
 
 
 class RunTracker(TrainerCallback):
@@ -50,7 +60,8 @@ class RunTracker(TrainerCallback):
             tags=sorted(set(tags) | set(cfg.tags)), config=resolved, id=run_id, resume="allow", dir=str(run_dir),
             mode=mode,
         )
-        self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir)}, allow_val_change=True)
+        self.run.config.update({"data_id": data_id, "dataset_dir": str(dataset_dir), **dataset_config(dataset_dir)},
+                               allow_val_change=True)
         lineage.declare_input(self.run, lineage.dataset_artifact(wandb, dataset_dir)[0], [data_id])
         self.data_id = data_id
         log.info("W&B run %s (%s mode) in %s", run_id, mode, run_dir)

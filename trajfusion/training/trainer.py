@@ -68,25 +68,65 @@ def check_zero_world_size(checkpoint: Path, world_size: int) -> None:
         )
 
 
-def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig) -> tuple[list[TokenisedRow], dict]:
-    """Tokenised rows and what happened to them. Rows never exceed max_seq_len by construction (the
-    data stage budgets them); with the exact tokenizer an overflow is a bug and stops the run, with
-    the bytes/3 proxy it is counted and skipped."""
-    rows, overflow = [], []
-    for _, row in read_jsonl(dataset_dir / "data.jsonl"):
-        sample = tokenise_row(row, tokenizer, template, cfg.fusion.loss_on_errors)
-        (overflow if len(sample) > cfg.student.max_seq_len else rows).append(sample)
-    if overflow and cfg.length_policy.tokenizer is not None:
-        raise AssertionError(
-            f"{len(overflow)} rows exceed max_seq_len={cfg.student.max_seq_len} although the data stage counted with "
-            f"this tokenizer ({cfg.length_policy.tokenizer}); first: {overflow[0].row_id} with {len(overflow[0])} tokens"
+def _overlong_ids(rows: list[TokenisedRow], max_seq_len: int) -> set[str]:
+    return {r.row_id for r in rows if len(r) > max_seq_len}
+
+
+def _tokenise_file(dataset_dir: Path, tokenizer, template: str, loss_on_errors: bool) -> list[TokenisedRow]:
+    return [tokenise_row(row, tokenizer, template, loss_on_errors) for _, row in read_jsonl(dataset_dir / "data.jsonl")]
+
+
+def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig,
+                     twin_dir: Path | None = None) -> tuple[list[TokenisedRow], dict]:
+    """Tokenised rows and what happened to them. No row is dropped silently: a row longer than
+    max_seq_len (the data stage's budget counter was the proxy, or another tokenizer) is an error that
+    names its problems, unless training.drop_overlong=paired, which drops the problems that overflow
+    here or in the twin arm (`twin_dir`: the RFT / fused dataset of the same pool) from this arm, so
+    both arms, run the same way, train on the same problems."""
+    limit = cfg.student.max_seq_len
+    tokenised = _tokenise_file(dataset_dir, tokenizer, template, cfg.fusion.loss_on_errors)
+    overlong = _overlong_ids(tokenised, limit)
+    if cfg.training.drop_overlong == "paired":
+        assert twin_dir is not None, "paired dropping needs the twin arm's dataset"
+        overlong |= _overlong_ids(_tokenise_file(twin_dir, tokenizer, template, cfg.fusion.loss_on_errors), limit)
+    elif overlong:
+        ids = sorted(overlong)
+        counter = (read_json(dataset_dir / "manifest.json").get("token_counter") or {}).get("used", "unknown")
+        raise ValueError(
+            f"{dataset_dir}: {len(ids)} rows exceed student.max_seq_len={limit} tokens (the data stage counted with "
+            f"{counter}); problem ids: {', '.join(ids[:20])}{' …' if len(ids) > 20 else ''}. Budget with the student's "
+            "tokenizer, or set training.drop_overlong=paired to drop these problems from both arms"
         )
-    if overflow:
-        log.warning("skipped %d rows longer than %d tokens (the data stage's bytes/3 proxy under-counted them)",
-                    len(overflow), cfg.student.max_seq_len)
+    rows = [r for r in tokenised if r.row_id not in overlong]
+    dropped = sorted(r.row_id for r in tokenised if r.row_id in overlong)
+    if dropped:
+        log.warning("training.drop_overlong=paired: dropped %d problems that exceed %d tokens in this arm or its twin "
+                    "(%s): %s", len(dropped), limit, twin_dir, ", ".join(dropped[:20]))
     labelled = sum(sum(t != -100 for t in r.labels) for r in rows)
-    report = {"rows": len(rows), "skipped_overlong": len(overflow), "tokens": sum(map(len, rows)), "labelled_tokens": labelled}
+    report = {"rows": len(rows), "tokens": sum(map(len, rows)), "labelled_tokens": labelled,
+              "drop_overlong": cfg.training.drop_overlong, "dropped_overlong": len(dropped), "dropped_overlong_ids": dropped,
+              "twin_dataset_dir": str(twin_dir) if twin_dir else None}
     return rows, report
+
+
+def twin_config(cfg):
+    """The data-stage config of the other arm (RFT ↔ fused) of the same pool, selector and length policy."""
+    from dataclasses import replace
+
+    build = build_config_of_train(cfg)
+    return replace(build, fusion=replace(build.fusion, name="adaptive" if build.fusion.name == "rft" else "rft"))
+
+
+def training_data(cfg: TrainConfig, token_report: dict, sequences: SequenceDataset, optimizer_steps: int) -> dict:
+    """What a run trained on, comparable across arms: rows, real tokens, updates and samples per update."""
+    rows = token_report["rows"]
+    return {
+        "rows": rows, "tokens": token_report["tokens"], "labelled_tokens": token_report["labelled_tokens"],
+        "optimizer_steps": optimizer_steps, "batch_unit": cfg.training.batch_unit,
+        "sequences_per_step": cfg.student.global_batch_size,
+        "samples_per_step": round(rows / max(len(sequences), 1) * cfg.student.global_batch_size, 3),
+        "dropped_overlong": token_report["dropped_overlong"],
+    }
 
 
 class ThroughputTrainer(Trainer):
@@ -219,12 +259,15 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
             stop_file.unlink(missing_ok=True)  # a stop file from the previous (pre-empted) job
         prepare_tokenizer(cfg.student)  # the data stage counts the budget with it
         dataset_dir = build_dataset(build_config_of_train(cfg), resolved, allow_sampling=False)
+        paired = cfg.training.drop_overlong == "paired"
+        twin_dir = build_dataset(twin_config(cfg), None, allow_sampling=False) if paired else None
     data_id = read_json(dataset_dir / "manifest.json")["data_id"]
     tokenizer = load_tokenizer(cfg.student)
-    rows, token_report = tokenise_dataset(dataset_dir, tokenizer, template, cfg)
+    rows, token_report = tokenise_dataset(dataset_dir, tokenizer, template, cfg, twin_dir)
     if not rows:
         raise ValueError(f"{dataset_dir}: no trainable rows")
-    sequences = SequenceDataset(rows, cfg.student.max_seq_len, cfg.training.packing)
+    # batch_unit=samples: one sample per sequence (still padding-free when packing), so global_batch_size counts samples
+    sequences = SequenceDataset(rows, cfg.student.max_seq_len, cfg.training.packing and cfg.training.batch_unit == "packs")
     collator = PackedCollator() if cfg.training.packing else PaddedCollator(tokenizer.pad_token_id)
     stage("train    dataset %s: %d rows → %d sequences (fill %.4f of %d tokens); ranks=%d, accumulation=%d",
              data_id, len(rows), len(sequences), sequences.fill, cfg.student.max_seq_len, world_size,
@@ -254,6 +297,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         "resumed_from": str(checkpoint) if checkpoint else None, "global_step": trainer.state.global_step,
         "world_size": world_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "tokenisation": token_report, "sequences": len(sequences), "pack_fill": round(sequences.fill, 4),
+        "training_data": training_data(cfg, token_report, sequences, trainer.state.global_step),
         "train_metrics": result.metrics, "deepspeed": asdict(cfg.deepspeed), "wall_time_s": round(time.perf_counter() - started, 2),
         "config": resolved,
     }
@@ -261,7 +305,8 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
-    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics},
+    tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics,
+                    **{f"train_data/{k}": v for k, v in manifest["training_data"].items()}},
                    final_dir if final_dir.exists() else None, preempted=preemption.preempted)
     if preemption.preempted:
         preemption.hand_over()  # under submitit: requeue this job (it resumes from the checkpoint just saved)
