@@ -33,8 +33,10 @@ def main(cfg: DictConfig) -> dict:
         to_eval_config(cfg), OmegaConf.to_container(cfg, resolve=True), Path(hydra_cfg.runtime.output_dir),
         dict(hydra_cfg.runtime.choices),
     ))
+    from trajfusion.cards import record_evaluation
     from trajfusion.summary import eval_line
 
+    record_evaluation(cfg.ckpt, Path(hydra_cfg.runtime.output_dir), results)  # scores into the checkpoint's card
     console.summary(f"eval     done; log: {console.log_file()}", [eval_line(Path(hydra_cfg.runtime.output_dir))])
     return results
 

@@ -42,4 +42,4 @@ echo
 echo "== summary (demo finished in $(( $(date +%s) - start ))s: a 135M model on CPU shows the pipeline, not the paper's numbers)"
 $PY -m trajfusion.summary --runs $root/runs/demo-rft $root/runs/demo-adaptive \
     --evals $root/eval/demo-rft $root/eval/demo-adaptive --compare $root/demo
-echo "W&B (offline): wandb sync $root/runs/demo-*/wandb/offline-run-* $root/eval/demo-*/wandb/offline-run-* $root/logs/data/wandb/offline-run-*"
+echo "W&B lineage (offline; python -m trajfusion.wandb_records $root lists it): wandb sync $root/runs/demo-*/wandb/offline-run-* $root/eval/demo-*/wandb/offline-run-* $root/logs/data/wandb/offline-run-*"

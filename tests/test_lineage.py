@@ -54,7 +54,7 @@ def test_offline_records_link_pool_dataset_checkpoint_and_evaluation(chain):
     [dataset] = [a for a in data_artifacts if a["type"] == "dataset"]
     assert pool["input"] and pool["refs"] and all(r.startswith("file://") for r in pool["refs"])
     assert not dataset["input"] and dataset["name"] == "data-adaptive" and data_id in dataset["aliases"]
-    assert {"data.jsonl", "manifest.json", "stats.json", "examples.table.json"} <= set(dataset["entries"])
+    assert {"data.jsonl", "manifest.json", "stats.json", "README.md", "examples.table.json"} <= set(dataset["entries"])
     assert any(r.endswith("/data.jsonl") for r in dataset["refs"])  # by reference, not copied
 
     info, train_artifacts = _only_run(root / "runs" / "lin")
@@ -69,6 +69,8 @@ def test_offline_records_link_pool_dataset_checkpoint_and_evaluation(chain):
     assert info["job_type"] == "eval"
     [scored] = [a for a in eval_artifacts if a["input"]]
     assert (scored["type"], scored["name"], scored["digest"]) == ("model", "model-lin", model["digest"])
+    card = (root / "runs" / "lin" / "final" / "README.md").read_text()
+    assert "| lin | math500 | tf_math500 | pass@1 |" in card  # the evaluation reached the model card
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from trajfusion import __version__
 from trajfusion.backends.replay import load_replay_pool
 from trajfusion.calibration import alpha_identity, calibration_report, resolve_alpha
+from trajfusion.cards import write_dataset_card
 from trajfusion.config import BuildDataConfig, TeacherBackend
 from trajfusion.console import stage
 from trajfusion.core.build import FusionSettings, fuse_pools
@@ -383,6 +384,8 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
     data_id, out_dir = dataset_dir(cfg, prompts)
     if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
         stage("data     dataset %s exists: reusing %s", data_id, out_dir)
+        if not (out_dir / "README.md").exists():  # built before datasets had cards
+            write_dataset_card(out_dir)
         return out_dir
     with output_lock(_data_root(cfg), f"fused-{out_dir.name}"):  # a concurrent build of it waits, then reuses
         if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
@@ -433,6 +436,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
             manifest["plots"] = plot_dataset(outcomes, settings, tmp)
         manifest["wall_time_s"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "manifest.json", manifest)
+        write_dataset_card(tmp, manifest, stats)  # README.md for the hub and load_dataset(DIR)
     log.info("\n%s", summary_table(stats, out_dir))
     stage("data     built %s: %d rows in %.1fs", out_dir.name, len(fused), manifest["wall_time_s"])
     from trajfusion.lineage import log_data_run

@@ -71,6 +71,8 @@ def render(datasets: list[Path], runs: list[Path], evals: list[Path], compare: P
         lines.append(f"  evaluations  {', '.join(where(e) for e in evals)}   (results.md, samples/)")
     if compare is not None:
         lines.append(f"  comparison   {where(compare)}/compare.md, compare.png")
+    if datasets or runs:
+        lines.append("  cards        README.md in each dataset and final/; share one: python -m trajfusion.publish DIR --repo ORG/NAME")
     return lines
 
 

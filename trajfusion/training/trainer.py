@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from trajfusion.cards import write_model_card
 from trajfusion.console import quiet_trainer, stage
 from trajfusion.io import read_json, read_jsonl, write_json
 from trajfusion.runs import config_fingerprint, differing_keys
@@ -305,6 +306,7 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
         write_json(run_dir / "manifest.json", manifest)
         if final_dir.exists():
             shutil.copy(run_dir / "manifest.json", final_dir / "training_manifest.json")
+            write_model_card(final_dir)
     tracker.finish({"data_id": data_id, "preempted": preemption.preempted, **result.metrics,
                     **{f"train_data/{k}": v for k, v in manifest["training_data"].items()}},
                    final_dir if final_dir.exists() else None, preempted=preemption.preempted)
