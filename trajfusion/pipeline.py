@@ -253,15 +253,17 @@ def wait_for(graph: list[Job], ids: dict[str, str], poll_s: float = 5.0) -> None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="print the job graph, sbatch commands and GPU-hours")
-    parser.add_argument("--shards", type=int, default=16, help="sampling array tasks (one GPU each)")
+    parser.add_argument("--shards", type=int, default=None, help="sampling array tasks (one GPU each); default 16, cpu_* presets 2")
     parser.add_argument("--nodes", type=int, default=1, help="training nodes (8 GPUs each)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for the graph; exit 1 naming a failed job and its log; print the evaluation run dir last")
     parser.add_argument("overrides", nargs="+", help="experiment=NAME, then any Hydra overrides of train.py")
     args = parser.parse_args(argv)
-    if args.shards < 1 or args.nodes < 1:
+    if (args.shards is not None and args.shards < 1) or args.nodes < 1:
         parser.error("--shards and --nodes must be >= 1")
     p = plan(args.overrides)
+    if args.shards is None:
+        args.shards = 2 if p.experiment.startswith("cpu_") else 16
     graph = jobs(p, args.shards, args.nodes)
     if args.dry_run:
         from trajfusion.cost_model import estimate, load_assumptions
