@@ -12,6 +12,7 @@ fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 export HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-$HF_HUB_OFFLINE}
 export TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}   # torch threads = the cores SLURM gave the job
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}  # a failed collective ends the job, not hangs it
 # CPU-only nodes (no GPU allocated): DeepSpeed's CPU accelerator, gloo between ranks
 if [ "${SLURM_GPUS_ON_NODE:-0}" = 0 ] && ! command -v nvidia-smi >/dev/null 2>&1; then

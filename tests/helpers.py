@@ -70,4 +70,7 @@ def fake_sbatch(tmp_path: Path, suffix: str = "") -> tuple[Path, dict]:
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/bash\necho "$@" >> {log}\nn=$(wc -l < {log}); echo "$((4200 + n)){suffix}"\n')
     fake.chmod(0o755)
+    sinfo = fake.parent / "sinfo"  # a GPU cluster (the pipeline fits its jobs to a CPU-only one)
+    sinfo.write_text("#!/bin/bash\necho 'gpu:8(S:0-1)'\n")
+    sinfo.chmod(0o755)
     return log, {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}

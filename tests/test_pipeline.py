@@ -24,7 +24,9 @@ def test_pipeline_chains_four_jobs_and_routes_overrides(tmp_path):
     out = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--shards", "4", "--nodes", "2",
                           "experiment=table1_trajfusion_llama3_8b_15k", "training.save_steps=50"],
                          env=env, capture_output=True, text=True, check=True)
-    sample, fuse, train, evaluate = log.read_text().splitlines()
+    lines = log.read_text().splitlines()
+    assert all(f"--output={ROOT}/outputs/logs/slurm/%x-" in line for line in lines)  # logs beside the outputs
+    sample, fuse, train, evaluate = (re.sub(r"--output=\S+ ", "", line) for line in lines)
     assert sample.startswith("--parsable --array=0-3 slurm/build_data.sbatch shard.count=4 data=math_train teacher=qwen2p5_math_7b_instruct")
     assert fuse.startswith("--parsable --dependency=afterok:4201 slurm/fuse.sbatch shard.count=4 data=math_train")
     assert "training." not in sample + fuse  # build_data.py has no training node
@@ -126,7 +128,7 @@ def test_a_mistyped_preset_is_refused_not_silently_skipped(script, tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     logged = result.stdout + result.stderr  # Hydra's job logging writes to stdout
     assert result.returncode == 2
-    assert "experiment=table2_kmax44: no " in logged and "supported: table1_rft_deepseekmath_7b_100k" in logged
+    assert "experiment=table2_kmax44: no " in logged and "table1_rft_deepseekmath_7b_100k" in logged.split("supported: ")[1]
     assert not (tmp_path / "fused").exists()
     with pytest.raises(SystemExit, match="supported: .*table2_kmax4"):
         plan(["experiment=table2_kmax44"])

@@ -43,9 +43,11 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
+PropagatePrioProcess=1   # jobs keep the nice value of the shell that submitted them (nice -n 10 make test)
 ReturnToService=2
 # a requeued job may start again after the credential lifetime (default 120 s): short here, for the requeue tests
 AuthInfo=cred_expire=10
