@@ -2,6 +2,7 @@
 targets warn with the reachable maximum, the cache is reused, and an explicit α wins."""
 
 import bisect
+import itertools
 import json
 import logging
 import math
@@ -13,14 +14,20 @@ import pytest
 from tests.helpers import make_pool
 from trajfusion.core.build import FusionSettings, fuse_problem
 from trajfusion.core.calibrate import (
-    ProblemErrors, calibrate, curve, evaluate_alpha, fused_error_table, paper_target, threshold,
+    ProblemErrors,
+    calibrate,
+    curve,
+    evaluate_alpha,
+    fused_error_table,
+    paper_target,
+    threshold,
 )
 from trajfusion.core.length import adaptive_k
 from trajfusion.core.stats import ProblemStats
 from trajfusion.io import read_json
 from trajfusion.stages import token_counter
 
-PROMPTS = dict(reflections=("Wait, that is wrong.",), feedback=("Checked.",))
+PROMPTS = {"reflections": ("Wait, that is wrong.",), "feedback": ("Checked.",)}
 
 
 def random_problems(seed: int, n: int, k_max: int) -> list[ProblemErrors]:
@@ -45,7 +52,7 @@ def test_breakpoints_are_exact_against_direct_evaluation(seed, k_max):
     points = curve(problems, k_max)
     alphas = [p.alpha for p in points]
     assert alphas == sorted(alphas) and len(set(alphas)) == len(alphas)
-    for before, point in zip(points, points[1:]):
+    for before, point in itertools.pairwise(points):
         # at the breakpoint the direct evaluation jumps to the curve's value; one float below, it has not
         assert evaluate_alpha(problems, k_max, point.alpha) == point
         below = evaluate_alpha(problems, k_max, math.nextafter(point.alpha, 0.0))
@@ -99,7 +106,7 @@ def test_fused_table_is_what_the_build_writes():
         assert len(table) == 2
         for pool, entry in zip(pools, table):
             for alpha in (0.5, 1.0, 2.0, 3.0, 9.0):
-                row, outcome = fuse_problem(pool, FusionSettings(selector=selector, alpha=alpha, k_max=4, max_tokens=90, **PROMPTS), count)
+                row, _ = fuse_problem(pool, FusionSettings(selector=selector, alpha=alpha, k_max=4, max_tokens=90, **PROMPTS), count)
                 assert entry.fused[adaptive_k(entry.stats, 4, alpha)] == row["n_errors"]
 
 
@@ -149,7 +156,7 @@ def test_calibration_is_cached_and_reused(compose, stored_pool, monkeypatch):
     assert [f.name for f in files] == [record["file"]]
     assert read_json(files[0])["alpha"] == record["alpha"] and read_json(files[0])["version"] == 1
 
-    import trajfusion.calibration as calibration
+    from trajfusion import calibration
 
     def no_search(*args, **kwargs):
         raise AssertionError("the cached calibration must be reused")
@@ -177,3 +184,13 @@ def test_rft_and_fixed_never_calibrate(compose, stored_pool):
         out = build(compose, stored_pool, *overrides)
         assert read_json(out / "manifest.json")["alpha"]["alpha"] is None
     assert not list(out.parent.parent.rglob("calibration-*.json"))
+
+
+def test_the_training_run_records_the_datasets_alpha(compose, stored_pool):
+    from trajfusion.training.tracking import dataset_config
+
+    out = build(compose, stored_pool)
+    config = dataset_config(out)  # what train.py adds to the W&B run's config
+    manifest = read_json(out / "manifest.json")
+    assert config["alpha"] == manifest["alpha"]["alpha"] is not None and config["alpha_calibration"]["source"] == "calibrated"
+    assert config["token_counter"] == {"configured": None, "used": "bytes/3"}
