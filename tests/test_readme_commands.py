@@ -46,7 +46,7 @@ def entry_and_overrides(words: list[str]) -> tuple[str, list[str], bool] | None:
             config, positional = WRAPPERS[word]
             return config, words[i + 1 + positional:], False
         if name in ENTRY_POINTS and word.endswith(".py") and not word.startswith("benchmarks/"):
-            rest = words[i + 1:]
+            rest = ["verbose=true" if w in ("-v", "--verbose") else w for w in words[i + 1:]]  # console.expand_verbose_flag
             multirun = "-m" in rest or "--multirun" in rest
             return ENTRY_POINTS[name], [w for w in rest if w not in ("-m", "--multirun")], multirun
     return None

@@ -98,8 +98,12 @@ def run_info(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    for directory in argv or ["."]:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trajfusion.wandb_records",
+                                     description="The W&B artifacts each (offline) run under the folders logged or used.")
+    parser.add_argument("folders", nargs="*", default=["."], help="folders searched for wandb/*-run-*/run-*.wandb")
+    for directory in parser.parse_args(argv).folders:
         for path in run_files(Path(directory)):
             info = run_info(path)
             print(f"{info['job_type']:<6} {info['name']}  ({path.parent})")
