@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> str:
     run_dir = hydra_cfg.runtime.output_dir
     resolved = OmegaConf.to_container(cfg, resolve=True)
     out = fail_cleanly(lambda: train(to_train_config(cfg), resolved, Path(run_dir), dict(hydra_cfg.runtime.choices)))
-    if int(os.environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         from trajfusion.summary import run_line
 
         console.summary(f"train    done; log: {console.log_file()}", [run_line(Path(run_dir))])

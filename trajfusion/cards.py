@@ -160,18 +160,18 @@ def dataset_card(directory: Path, manifest: dict, stats: dict) -> str:
         "",
         "| rows | problems in | mean r | mean u | mean k | mean #Err | tokens/row | RFT tokens/row | tokens |",
         "|---|---|---|---|---|---|---|---|---|",
-        f"| {c['kept']} | {c['problems_in']} | {m['r']} | {m['u']} | {m['k']} | {m['n_errors']} | {m['tokens']} | "
-        f"{m['rft_tokens']} | {stats['tokens_total']} |",
+        (f"| {c['kept']} | {c['problems_in']} | {m['r']} | {m['u']} | {m['k']} | {m['n_errors']} | {m['tokens']} | "
+         f"{m['rft_tokens']} | {stats['tokens_total']} |"),
         "",
         f"Dropped problems: {', '.join(f'{k} {v}' for k, v in c['dropped'].items())}.",
         "",
         "## How it was made",
         "",
         f"- teacher pool: `{teacher}` (pool id `{identity.get('pool')}`, verifier `{identity.get('verifier')}`)",
-        f"- selector `{(identity.get('selector') or {}).get('name', '-')}`, length policy `{lp.get('name', '-')}`"
-        f" (k_max {lp.get('k_max', '-')}, alpha {lp.get('alpha', '-')}), correct trajectory `{identity.get('correct')}`",
-        f"- token budget {identity.get('budget', {}).get('max_tokens')} per row "
-        f"(tokenizer `{identity.get('budget', {}).get('tokenizer') or 'bytes/3 proxy'}`), seed {identity.get('seed')}",
+        (f"- selector `{(identity.get('selector') or {}).get('name', '-')}`, length policy `{lp.get('name', '-')}`"
+         f" (k_max {lp.get('k_max', '-')}, alpha {lp.get('alpha', '-')}), correct trajectory `{identity.get('correct')}`"),
+        (f"- token budget {identity.get('budget', {}).get('max_tokens')} per row "
+         f"(tokenizer `{identity.get('budget', {}).get('tokenizer') or 'bytes/3 proxy'}`), seed {identity.get('seed')}"),
         f"- trajfusion {manifest.get('trajfusion_version')} at git `{manifest.get('git_sha')}`; `data_id` = hash of the identity below",
         "",
         "<details><summary>identity and config</summary>",
