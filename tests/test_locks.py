@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from trajfusion.io import atomic_directory, write_json
 from trajfusion.locks import output_lock
 
