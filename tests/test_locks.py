@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from trajfusion.io import atomic_directory, write_json
 from trajfusion.locks import output_lock
 
@@ -34,6 +32,7 @@ def test_two_processes_build_the_same_dataset_once(tmp_path, compose):
             assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
             time.sleep(0.2)
         assert lock.exists()
+    assert not lock.exists()  # released: the lock file is gone
     for p in procs:
         p.wait(timeout=300)
     outputs = [log.read_text() for log in logs]
@@ -42,6 +41,7 @@ def test_two_processes_build_the_same_dataset_once(tmp_path, compose):
     assert sum("built by another process" in out for out in outputs) == 1
     assert sum("verified " in out and " samples of " in out for out in outputs) == 1  # one verification only
     assert [p.name for p in (root / "fused").iterdir()] == [out_dir.name]  # no temporary or old folders left
+    assert not (root / "locks").exists()  # every lock released and removed
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["rows"] == len((out_dir / "data.jsonl").read_text().splitlines()) > 0
     result = audit_dataset(out_dir, workers=1)
@@ -71,3 +71,16 @@ def test_lock_is_released_when_the_holder_dies(tmp_path):
     with output_lock(tmp_path, "x"):
         pass
     assert time.perf_counter() - started < 1
+
+
+def test_many_processes_take_turns(tmp_path):
+    """Four processes each append under the lock: no two hold it at once, and nothing is left."""
+    code = (
+        "import sys, time\nfrom trajfusion.locks import output_lock\n"
+        f"for _ in range(5):\n    with output_lock({str(tmp_path)!r}, 'x'):\n"
+        f"        with open({str(tmp_path / 'log')!r}, 'a') as f: f.write('in\\n'); f.flush(); time.sleep(0.01); f.write('out\\n')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    assert (tmp_path / "log").read_text() == "in\nout\n" * 20
+    assert not (tmp_path / "locks").exists()

@@ -54,6 +54,6 @@ def test_pipeline_refuses_unknown_addition():
 def test_build_data_exits_2_before_any_work(tmp_path):
     env = {**os.environ, "TRAJFUSION_DATA_ROOT": str(tmp_path / "data")}
     proc = subprocess.run([sys.executable, str(ROOT / "build_data.py"), "+foo=1"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "unknown key 'foo'" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "data" / "pools").exists()

@@ -76,7 +76,9 @@ class RunTracker(TrainerCallback):
             self.run.log(metrics, step=step)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.is_main and state.global_step > 0:  # resumed: the steps after the checkpoint are logged again
+        # resumed: the steps after the checkpoint are logged again; from scratch (killed before its first
+        # checkpoint, or resume=false): every step is
+        if self.is_main:
             from trajfusion.training.resume import truncate_metrics
 
             dropped = truncate_metrics(self.metrics_path, state.global_step)

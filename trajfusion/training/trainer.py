@@ -23,8 +23,8 @@ from trajfusion.cards import write_model_card
 from trajfusion.console import quiet_trainer, stage
 from trajfusion.io import read_json, read_jsonl, write_json
 from trajfusion.runs import config_fingerprint, differing_keys
-from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
+from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
 from trajfusion.training.students import load_model, load_tokenizer, prepare_tokenizer
 from trajfusion.training.tokenise import TokenisedRow, load_template, tokenise_row
