@@ -348,3 +348,19 @@ def test_refutation_gives_up_once_exact_values_grow_too_large():
     huge = sympy.Add(*[sympy.Pow(x**64 + k, -40) for k in range(1, 300)])
     assert not provably_unequal(sympy.Integer(1), huge)
     assert provably_unequal(sympy.Integer(1), sympy.Add(*[sympy.Pow(x + k, -2) for k in range(1, 30)]))
+
+
+def test_size_caps_and_their_boundaries():
+    from trajfusion.core.verify import MAX_ANSWER_CHARS, MAX_NESTING, MAX_NUMBER_DIGITS, answer_limit, check_reason
+
+    assert answer_limit("x" * MAX_ANSWER_CHARS) is None and answer_limit("x" * (MAX_ANSWER_CHARS + 1)) == "too_long"
+    assert answer_limit("(" * MAX_NESTING + ")" * MAX_NESTING) is None
+    assert answer_limit("{" * (MAX_NESTING + 1) + "}" * (MAX_NESTING + 1)) == "too_deep"
+    assert answer_limit("(1)+" * 300) is None  # many brackets, shallow
+    assert answer_limit("7" * MAX_NUMBER_DIGITS) is None and answer_limit("7" * (MAX_NUMBER_DIGITS + 1)) == "number_too_long"
+    # big numbers under the cap are compared exactly, without int()'s digit limit
+    big = "9" * MAX_NUMBER_DIGITS
+    assert check_reason(big, big[:-1] + "8") == (I, None)
+    assert check_reason(big, big + ".0") == (C, None)
+    assert check_reason(f"\\frac{{{big}}}{{3}}", "3" * MAX_NUMBER_DIGITS) == (C, None)
+    assert check_reason("", "1") == (U, "no_reference")
