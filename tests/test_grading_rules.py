@@ -54,5 +54,5 @@ def test_cut_and_shortened_samples():
     assert [e.index for e in eligible_errors(pool.samples)] == [3]
     assert choose_correct(pool.samples, "shortest", None).index == 4
     settings = FusionSettings(alpha=10.0, reflections=("Wait.",), feedback=("Good.",))
-    row, outcome = fuse_problem(pool, settings, token_counter(None))
+    row, _ = fuse_problem(pool, settings, token_counter(None))
     assert [src["sample_id"] for src in row["sources"]] == ["p1:003", "p1:004"]

@@ -397,7 +397,7 @@ def _plain_number_verdict(g: str, p: str) -> Verdict | None:
     return None
 
 
-_DIGIT_RUN_RE = re.compile(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1))
+_DIGIT_RUN_RE = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1},}}")
 _OPEN, _CLOSE = frozenset("{(["), frozenset("})]")
 
 
