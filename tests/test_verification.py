@@ -197,3 +197,25 @@ def test_two_stage_latex_parsing_gives_plain_ll_results(monkeypatch):
     _use_two_stage_latex_parsing()
     assert getattr(l2s._Latex2Sympy.create_parser, "two_stage", False)
     assert parse_all() == ll
+
+
+def test_worker_memory_cap():
+    """Workers run under RLIMIT_AS: an allocation past the cap is a MemoryError (-> unknown), not a
+    machine out of memory. Checked in a fresh process, as a worker would set it."""
+    script = textwrap.dedent(
+        """
+        import resource
+        from trajfusion.verification import WORKER_MEMORY_BYTES, _cap_memory
+        _cap_memory()
+        assert resource.getrlimit(resource.RLIMIT_AS)[0] == WORKER_MEMORY_BYTES
+        try:
+            bytearray(WORKER_MEMORY_BYTES + (1 << 30))
+        except MemoryError:
+            print("capped")
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TRAJFUSION_VERIFY_WORKER_MEMORY", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "capped"

@@ -176,7 +176,21 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
     path = Path(path)
-    atomic_write_bytes(path, _encode(path, "".join(dumps_line(r) for r in rows).encode("utf-8")))
+    rows = list(rows)
+    text = "".join(dumps_line(r) for r in rows)
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape in an input): escape that line
+        payload = "".join(_ascii_if_needed(dumps_line(r), r) for r in rows).encode("utf-8")
+    atomic_write_bytes(path, _encode(path, payload))
+
+
+def _ascii_if_needed(line: str, obj: Any) -> str:
+    try:
+        line.encode("utf-8")
+        return line
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\n"  # reads back as the same string
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from trajfusion.console import stage
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def _acquire(path: Path, name: str) -> int:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # EACCES or EAGAIN: another process holds it
             if waited is None:
-                log.info("another build of %s is running; waiting for it (lock %s)", name, path)
+                stage("data     another build of %s is running; waiting for it (lock %s)", name, path)
                 waited = time.perf_counter()
             fcntl.lockf(fd, fcntl.LOCK_EX)
         try:

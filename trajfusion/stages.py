@@ -158,7 +158,7 @@ def load_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[d
         return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
     with output_lock(_data_root(cfg), f"pool-{directory.name}"):  # a concurrent build samples it once
         if pool_file.exists() and manifest_file.exists():
-            log.info("reusing teacher pool %s (built by another process)", pool_file)
+            stage("data     reusing teacher pool %s (built by another process)", pool_file)
             return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
         return _sample_pool(cfg, directory, allow_sampling)
 
@@ -258,7 +258,7 @@ def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[li
         return [row for _, row in read_jsonl(path)], read_json(report_path), path
     with output_lock(_data_root(cfg), f"verified-{path.parent.name}-{path.name.removesuffix('.jsonl.gz')}"):
         if path.exists() and report_path.exists():
-            log.info("reusing verified pool %s (built by another process)", path)
+            stage("data     reusing verified pool %s (built by another process)", path)
             return [row for _, row in read_jsonl(path)], read_json(report_path), path
         return _verify_pool(cfg, allow_sampling, path, report_path)
 
@@ -389,7 +389,7 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
         return out_dir
     with output_lock(_data_root(cfg), f"fused-{out_dir.name}"):  # a concurrent build of it waits, then reuses
         if (out_dir / "manifest.json").exists() and (out_dir / "data.jsonl").exists():
-            log.info("dataset %s was built by another process: reusing %s", data_id, out_dir)
+            stage("data     dataset %s was built by another process: reusing %s", data_id, out_dir)
             return out_dir
         return _build_dataset(cfg, resolved_config, allow_sampling, started, prompts, data_id, out_dir)
 

@@ -20,6 +20,16 @@ BUSY_TIMEOUT_MS = 600_000
 _READ_BATCH = 400  # keys per SELECT (sqlite's default limit is 999 host parameters)
 
 
+def _storable(key: tuple[str, str]) -> bool:
+    """sqlite stores UTF-8: a key holding a lone surrogate (valid in a Python str read from a JSON
+    escape, not in UTF-8) is simply not cached."""
+    try:
+        key[0].encode("utf-8"), key[1].encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class VerdictCache:
     """(version, gold, pred) → stored verdict string; reads and writes in batches under a file lock."""
 
@@ -52,6 +62,7 @@ class VerdictCache:
     def get_many(self, version: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Stored verdicts of those `keys` that have one."""
         found: dict[tuple[str, str], str] = {}
+        keys = [key for key in keys if _storable(key)]
         if not keys:
             return found
         with self._locked(exclusive=False):
@@ -69,7 +80,7 @@ class VerdictCache:
         return found
 
     def put_many(self, version: str, items: Iterable[tuple[tuple[str, str], str]]) -> None:
-        rows = [(version, g, p, v) for (g, p), v in items]
+        rows = [(version, g, p, v) for (g, p), v in items if _storable((g, p))]
         if not rows:
             return
         with self._locked(exclusive=True):

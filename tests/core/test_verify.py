@@ -223,16 +223,39 @@ def test_fast_path_agrees_with_math_verify():
             return f"{rng.uniform(-20, 20):.{rng.randint(1, 7)}f}"
         return rng.choice(["0.5", "1/2", "3.0000001", "0.333333", "1/3", "1,000", "1000"])
 
+    def rnd_comma():
+        """Decimal commas ("0,500" is 0.5 to math-verify), thousands separators, "{,}"."""
+        k = rng.randint(0, 3)
+        if k == 0:
+            return rng.choice(["500", "0,500", "0.5", "12", "0,012", "0.012", "01,500", "1.5", "1500", "0,000", "0"])
+        if k == 1:
+            groups = [str(rng.randint(1, 999))] + [f"{rng.randint(0, 999):03d}" for _ in range(rng.randint(1, 3))]
+            sep = rng.choice([",", "{,}"])
+            tail = rng.choice(["", f".{rng.randint(0, 99)}"])
+            return rng.choice(["", "-"]) + sep.join(groups) + tail
+        if k == 2:
+            return f"{rng.randint(0, 9)},{rng.randint(0, 999):0{rng.randint(1, 3)}d}"
+        return str(rng.randint(0, 10**7)) + rng.choice(["", ".0", ".5"])
+
     decided = 0
-    for _ in range(300):
-        g, p = rnd(), rnd()
+    pairs = [(rnd(), rnd()) for _ in range(300)]
+    pairs += [(rnd_comma(), rnd_comma()) for _ in range(150)]
+    for g, p in pairs:
         v = fast_verdict(normalize_answer(g), normalize_answer(p))
         if v is None:
             continue
         decided += 1
         mv = math_verify.verify(math_verify.parse(f"${g}$"), math_verify.parse(f"${p}$"))
         assert (v is Verdict.CORRECT) == mv, (g, p, v)
-    assert decided > 250
+    assert decided > 300
+
+
+@pytest.mark.parametrize("gold, pred, expected", [
+    ("500", "0,500", I), ("0.5", "0,500", C), ("12", "0,012", I), ("0.012", "0,012", C),
+    ("1500", "1,500", C), ("1.5", "1,500", I), ("1000", "1{,}000", C), ("1500", "01,500", I),
+])
+def test_decimal_commas_as_math_verify_reads_them(gold, pred, expected):
+    assert check(gold, pred) is expected
 
 
 # (gold, pred, fires): provably_unequal may skip math-verify's sympy comparison
@@ -325,3 +348,19 @@ def test_refutation_gives_up_once_exact_values_grow_too_large():
     huge = sympy.Add(*[sympy.Pow(x**64 + k, -40) for k in range(1, 300)])
     assert not provably_unequal(sympy.Integer(1), huge)
     assert provably_unequal(sympy.Integer(1), sympy.Add(*[sympy.Pow(x + k, -2) for k in range(1, 30)]))
+
+
+def test_size_caps_and_their_boundaries():
+    from trajfusion.core.verify import MAX_ANSWER_CHARS, MAX_NESTING, MAX_NUMBER_DIGITS, answer_limit, check_reason
+
+    assert answer_limit("x" * MAX_ANSWER_CHARS) is None and answer_limit("x" * (MAX_ANSWER_CHARS + 1)) == "too_long"
+    assert answer_limit("(" * MAX_NESTING + ")" * MAX_NESTING) is None
+    assert answer_limit("{" * (MAX_NESTING + 1) + "}" * (MAX_NESTING + 1)) == "too_deep"
+    assert answer_limit("(1)+" * 300) is None  # many brackets, shallow
+    assert answer_limit("7" * MAX_NUMBER_DIGITS) is None and answer_limit("7" * (MAX_NUMBER_DIGITS + 1)) == "number_too_long"
+    # big numbers under the cap are compared exactly, without int()'s digit limit
+    big = "9" * MAX_NUMBER_DIGITS
+    assert check_reason(big, big[:-1] + "8") == (I, None)
+    assert check_reason(big, big + ".0") == (C, None)
+    assert check_reason(f"\\frac{{{big}}}{{3}}", "3" * MAX_NUMBER_DIGITS) == (C, None)
+    assert check_reason("", "1") == (U, "no_reference")

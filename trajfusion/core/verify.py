@@ -397,7 +397,7 @@ def _plain_number_verdict(g: str, p: str) -> Verdict | None:
     return None
 
 
-_DIGIT_RUN_RE = re.compile(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1))
+_DIGIT_RUN_RE = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1},}}")
 _OPEN, _CLOSE = frozenset("{(["), frozenset("})]")
 
 
@@ -407,14 +407,15 @@ def answer_limit(norm: str) -> str | None:
     the string, so parsing and number conversion only ever see bounded input."""
     if len(norm) > MAX_ANSWER_CHARS:
         return "too_long"
-    depth = 0
-    for c in norm:
-        if c in _OPEN:
-            depth += 1
-            if depth > MAX_NESTING:
-                return "too_deep"
-        elif c in _CLOSE:
-            depth -= 1
+    if sum(norm.count(c) for c in _OPEN) > MAX_NESTING:  # else it cannot nest that deep
+        depth = 0
+        for c in norm:
+            if c in _OPEN:
+                depth += 1
+                if depth > MAX_NESTING:
+                    return "too_deep"
+            elif c in _CLOSE:
+                depth -= 1
     if _DIGIT_RUN_RE.search(norm):
         return "number_too_long"
     return None
