@@ -64,7 +64,12 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscr
 CONFEOF
 if cmp -s "$CONF.tmp" "$CONF"; then rm "$CONF.tmp"; else
   mv "$CONF.tmp" "$CONF"
-  running slurmctld && { scontrol reconfigure >/dev/null 2>&1 || fail "scontrol reconfigure failed after changing $CONF"; }
+  if running slurmctld; then   # some settings (AuthInfo) are read at start only: restart it (jobs keep running)
+    kill "$(cat "$STATE/slurmctld.pid" 2>/dev/null)" 2>/dev/null
+    for _ in $(seq 20); do running slurmctld || break; sleep 0.5; done
+    /usr/sbin/slurmctld || fail "slurmctld did not restart with the new $CONF"
+    scontrol reconfigure >/dev/null 2>&1
+  fi
 fi
 
 # munge: the key the packages generated (or a fresh one), the daemon as its own user
