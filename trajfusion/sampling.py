@@ -12,18 +12,17 @@ lock that dies with its process), and the second task finds its problems done an
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from trajfusion.io import dumps_line, read_json, write_json
+from trajfusion.locks import output_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +65,11 @@ def append_rows(path: Path, rows: Sequence[dict]) -> None:
         os.fsync(handle.fileno())
 
 
-@contextlib.contextmanager
-def shard_lock(pool_dir: Path, index: int, count: int) -> Iterator[Path]:
-    """Hold the lock of one shard (`<data_root>/locks/`, the data root being two levels above the pool)."""
-    locks = pool_dir.parent.parent / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    path = locks / f"shard-{pool_dir.name}-{index:05d}-of-{count:05d}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # another job samples this shard: wait, then skip what it did
-            log.info("shard %d/%d of %s is being sampled by another job; waiting (lock %s)", index, count, pool_dir.name, path)
-            fcntl.lockf(fd, fcntl.LOCK_EX)
-        yield path
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, index: int, count: int, batch: int, progress: bool = True) -> dict:
     """Sample the problems of shard `index` that are not done yet (under the shard's lock); returns its
     throughput record."""
-    with shard_lock(pool_dir, index, count):
+    # <data_root>/locks/, the data root being two levels above the pool directory
+    with output_lock(pool_dir.parent.parent, f"shard-{pool_dir.name}-{index:05d}-of-{count:05d}"):
         return _sample_shard(teacher_factory, problems, pool_dir, index, count, batch, progress)
 
 
