@@ -45,5 +45,5 @@ def test_the_default_keeps_the_4k_comparison_and_flags_override_the_preset(bench
                     reason="checks the CPU refusal")
 def test_without_cuda_it_refuses_clearly():
     out = subprocess.run([sys.executable, str(SCRIPT), "--preset", "table3_32k"], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, check=False)
     assert out.returncode == 2 and "needs a CUDA GPU" in out.stderr and not out.stdout

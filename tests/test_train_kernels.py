@@ -126,3 +126,16 @@ def test_gradient_checkpointing_is_non_reentrant(tmp_path):
     cfg = to_train_config(compose_train("student=tiny_random", "student.gradient_checkpointing=true"))
     args = training_arguments(cfg, tmp_path, world_size=1)
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+
+
+def test_the_gpu_kernels_are_pinned_in_the_gpu_extra_only():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
+
+    extras = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    extras = extras["optional-dependencies"]
+    gpu = {req.split("==")[0]: req for req in extras["gpu"]}
+    assert {"flash-attn", "liger-kernel", "vllm"} <= set(gpu) and all("==" in req for req in gpu.values())
+    for extra in ("cpu", "dev"):  # the CPU/CI install never pulls them
+        assert not any(req.startswith(("flash-attn", "liger-kernel", "vllm")) for req in extras[extra])

@@ -25,7 +25,7 @@ FUSED_LOSS_OPTIONS = ("auto", "liger", "none")
 # model_type → Liger's public patch function for that family (the project's students: Llama-3, DeepSeekMath
 # (a Llama architecture), Qwen2.5-Math)
 LIGER_FAMILIES = {"llama": "apply_liger_kernel_to_llama", "qwen2": "apply_liger_kernel_to_qwen2"}
-GPU_EXTRA = "pip install -e '.[gpu]' (flash-attn and liger-kernel pinned in pyproject.toml)"
+GPU_EXTRA = "pip install --no-build-isolation -e '.[gpu]' (flash-attn and liger-kernel, pinned in pyproject.toml)"
 
 
 def installed(module: str) -> bool:
@@ -62,8 +62,8 @@ def choose_fused_loss(option: str, *, model_type: str | None, cuda: bool, liger_
     missing = [why for ok, why in [
         (cuda, "CUDA (Liger's kernels are Triton GPU kernels)"),
         (liger_installed, f"liger-kernel ({GPU_EXTRA})"),
-        (model_type in LIGER_FAMILIES, f"a supported model family (model_type {model_type!r}; supported: "
-                                       f"{', '.join(sorted(LIGER_FAMILIES))})"),
+        (model_type in LIGER_FAMILIES, (f"a supported model family (model_type {model_type!r}; supported: "
+                                        f"{', '.join(sorted(LIGER_FAMILIES))})")),
     ] if not ok]
     if not missing:
         return "liger"
