@@ -139,3 +139,47 @@ def test_the_gpu_kernels_are_pinned_in_the_gpu_extra_only():
     assert {"flash-attn", "liger-kernel", "vllm"} <= set(gpu) and all("==" in req for req in gpu.values())
     for extra in ("cpu", "dev"):  # the CPU/CI install never pulls them
         assert not any(req.startswith(("flash-attn", "liger-kernel", "vllm")) for req in extras[extra])
+
+
+def _gpu_kernels_present() -> bool:
+    import torch
+
+    from trajfusion.training.kernels import installed
+
+    return torch.cuda.is_available() and installed("liger_kernel") and installed("flash_attn")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_kernels_present(), reason="needs CUDA, liger-kernel and flash-attn (the gpu extra)")
+def test_on_cuda_the_fused_loss_equals_the_plain_loss_on_packed_rows():
+    """Same packed micro-batch (position ids restart per sample, -100 on prompts and sample starts): the
+    plain loss and Liger's fused one agree, as do the LM-head gradients, and the fused forward returns no
+    logits. Liger patches the Qwen2 class for the rest of the process, so the plain loss is taken first."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from trajfusion.training.kernels import apply_fused_loss
+
+    config = Qwen2Config(vocab_size=4096, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)
+    config._attn_implementation = "flash_attention_2"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).cuda().train()
+    lengths = [300, 500, 224]
+    ids = torch.randint(0, 4096, (1, sum(lengths)), device="cuda")
+    positions = torch.cat([torch.arange(n) for n in lengths])[None].cuda()
+    labels = ids.clone()
+    labels[0, :40] = -100  # a prompt
+    labels[0, [0, 300, 800]] = -100  # each sample's first label
+    batch = {"input_ids": ids, "position_ids": positions, "labels": labels}
+
+    plain = model(**batch)
+    plain.loss.backward()
+    plain_grad = model.lm_head.weight.grad.float().clone()
+    model.zero_grad(set_to_none=True)
+    apply_fused_loss(model)
+    fused = model(**batch)
+    fused.loss.backward()
+    assert fused.logits is None and plain.logits is not None
+    torch.testing.assert_close(fused.loss.float(), plain.loss.float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(model.lm_head.weight.grad.float(), plain_grad, rtol=5e-2, atol=1e-3)
