@@ -115,3 +115,11 @@ def test_run_directory_is_claimed_by_one_config(tmp_path):
     other_group = {**resolved, "wandb": {**resolved["wandb"], "group": "table1_trajfusion_llama3_8b_15k"}}
     with pytest.raises(ValueError, match=r"wandb\.group: None → 'table1_trajfusion_llama3_8b_15k'"):  # another preset's W&B run
         claim_run_dir(tmp_path, other_group)
+
+
+@pytest.mark.parametrize("preset", ["table3_rft_32k", "table3_trajfusion_32k"])
+def test_the_32k_presets_shard_with_zero3(preset):
+    cfg = to_train_config(compose_train(f"experiment={preset}"))
+    assert (cfg.student.name, cfg.student.max_seq_len) == ("qwen2p5_math_7b_32k", 32768)
+    assert cfg.deepspeed.name == "zero3" and cfg.deepspeed.config["zero_optimization"]["stage"] == 3
+    assert to_train_config(compose_train("experiment=table3_rft_4k")).deepspeed.name == "zero1"  # the 4K presets keep the paper's

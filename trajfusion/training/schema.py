@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from trajfusion.config import BUILD_KEYS, BuildDataConfig, to_build_config
+from trajfusion.training.kernels import FUSED_LOSS_OPTIONS as FUSED_LOSS
 
 TEMPLATES = ("base_plain", "chatml")
 DROP_OVERLONG = ("error", "paired")
@@ -114,6 +115,9 @@ class TrainingConfig:
     # What student.global_batch_size counts: `packs` (packed sequences of whole samples, as ms-swift's
     # packing; the paper's setting) or `samples` (equal optimizer updates for both arms: the control).
     batch_unit: str = "packs"
+    # Liger's fused linear + cross-entropy (no full fp32 logits): auto = on CUDA when installed and the model
+    # family is supported, else the plain loss; liger = required; none = plain loss (trajfusion.training.kernels)
+    fused_loss: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.logging_steps > 0 and self.save_steps > 0, "training", "logging_steps and save_steps must be positive")
@@ -123,6 +127,8 @@ class TrainingConfig:
         _require(self.batch_unit in BATCH_UNITS, "training.batch_unit",
                  f"unknown option {self.batch_unit!r}; supported: {', '.join(BATCH_UNITS)}")
         _require(self.max_steps == -1 or self.max_steps > 0, "training.max_steps", "must be -1 or positive")
+        _require(self.fused_loss in FUSED_LOSS, "training.fused_loss",
+                 f"unknown option {self.fused_loss!r}; supported: {', '.join(FUSED_LOSS)}")
 
 
 @dataclass

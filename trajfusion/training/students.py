@@ -11,7 +11,6 @@ so the data stage can count the row budget with the exact tokenizer.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from trajfusion.backends.models import package_dir
 from trajfusion.io import read_jsonl, resolve_path
+from trajfusion.training.kernels import apply_fused_loss, choose_attention, choose_fused_loss, installed
 from trajfusion.training.schema import RopeScaling, StudentConfig, StudentSource
 
 log = logging.getLogger(__name__)
@@ -101,16 +101,13 @@ def load_tokenizer(student: StudentConfig):
     return tok
 
 
-def attention_implementation(student: StudentConfig) -> str:
-    """flash-attention on CUDA when installed; otherwise sdpa, whose packed path builds a block-diagonal mask."""
+def attention_implementation(student: StudentConfig, packed: bool = False) -> str:
+    """flash-attention on CUDA; sdpa (a block-diagonal mask for packed sequences) on CPU. On CUDA without
+    flash-attn a packed run is an error, a padded one falls back to sdpa (trajfusion.training.kernels)."""
     import torch
 
-    if student.attn_implementation == "flash_attention_2":
-        if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-            return "flash_attention_2"
-        log.info("flash-attention unavailable here: using sdpa with a per-sample (block-diagonal) mask")
-        return "sdpa"
-    return student.attn_implementation
+    return choose_attention(student.attn_implementation, packed=packed, cuda=torch.cuda.is_available(),
+                            flash_installed=installed("flash_attn"))
 
 
 def _apply_rope_scaling(config, student: StudentConfig) -> None:
@@ -140,19 +137,25 @@ def tiny_llama_config(tokenizer, student: StudentConfig, **overrides):
     return LlamaConfig(**settings)
 
 
-def load_model(student: StudentConfig, tokenizer, seed: int):
+def load_model(student: StudentConfig, tokenizer, seed: int, *, packed: bool = False, fused_loss: str = "none"):
     """The model to train, with its KV cache off: with a cache, transformers does not detect packed
-    sequences on the sdpa/eager path, and samples would attend to each other."""
-    model = _load_model(student, tokenizer, seed)
+    sequences on the sdpa/eager path, and samples would attend to each other. `packed` makes a missing
+    flash-attn on CUDA an error; `fused_loss` (training.fused_loss) may swap in Liger's fused loss."""
+    import torch
+
+    model = _load_model(student, tokenizer, seed, attention_implementation(student, packed))
     model.config.use_cache = False
+    choice = choose_fused_loss(fused_loss, model_type=getattr(model.config, "model_type", None),
+                               cuda=torch.cuda.is_available(), liger_installed=installed("liger_kernel"))
+    if choice == "liger":
+        apply_fused_loss(model)
     return model
 
 
-def _load_model(student: StudentConfig, tokenizer, seed: int):
+def _load_model(student: StudentConfig, tokenizer, seed: int, attn: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    attn = attention_implementation(student)
     dtype = torch.bfloat16 if student.bf16 and torch.cuda.is_available() else torch.float32
     if student.source == StudentSource.tiny_random:
         torch.manual_seed(seed)

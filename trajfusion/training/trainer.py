@@ -226,6 +226,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, world_size: int) -> Trai
         learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=t.max_steps, warmup_steps=s.warmup_ratio,
         lr_scheduler_type=s.lr_scheduler, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         bf16=s.bf16 and cuda, gradient_checkpointing=s.gradient_checkpointing and cuda,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # PyTorch's recommended variant (works with ZeRO-3)
         logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         seed=cfg.seed, data_seed=cfg.seed, report_to="none", remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers, use_cpu=not cuda,
@@ -274,7 +275,8 @@ def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, st
              data_id, len(rows), len(sequences), sequences.fill, cfg.student.max_seq_len, world_size,
              args.gradient_accumulation_steps)
 
-    model = load_model(cfg.student, tokenizer, cfg.seed)
+    model = load_model(cfg.student, tokenizer, cfg.seed, packed=cfg.training.packing,
+                       fused_loss=cfg.training.fused_loss)
     tags = [f"{group}:{choice}" for group, choice in sorted(choices.items()) if choice and not group.startswith("hydra")]
     tracker = RunTracker(run_dir, cfg.wandb, cfg.run_name, resolved, tags, dataset_dir, data_id, is_main=rank == 0)
     preemption = PreemptionCallback(stop_file)
