@@ -233,7 +233,7 @@ def model_card(final_dir: Path) -> str:
     config = manifest.get("config") or {}
     student = config.get("student") or {}
     base = student.get("model") or student.get("name")
-    dataset_dir = Path(manifest["dataset_dir"])
+    dataset_dir = Path(manifest["dataset_dir"]) if manifest.get("dataset_dir") else None  # absent: a hand-made checkpoint
     fusion = (config.get("fusion") or {}).get("name")
     meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
             "tags": ["math", "reasoning", "trajfusion", fusion or "sft"]}
@@ -243,13 +243,14 @@ def model_card(final_dir: Path) -> str:
     metrics = manifest.get("train_metrics") or {}
     lines = [
         _front_matter(meta),
-        f"# {manifest['run_name']}",
+        f"# {manifest.get('run_name') or final_dir.name}",
         "",
         f"`{student.get('name')}` ({base}) fine-tuned on the TrajFusion `{fusion}` dataset `{manifest['data_id']}`.",
         "",
         "## Training data",
         "",
-        f"- data_id `{manifest['data_id']}`: [{dataset_dir.name}]({dataset_dir / CARD}) (its dataset card)",
+        f"- data_id `{manifest['data_id']}`"
+        + (f": [{dataset_dir.name}]({dataset_dir / CARD}) (its dataset card)" if dataset_dir else ""),
         "",
         "## Training",
         "",

@@ -79,7 +79,7 @@ def setup(verbose: bool) -> Path | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     plain = logging.Formatter("%(message)s")
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        if _writes_to_terminal(handler):
             handler.addFilter(_QuietFilter())
             handler.setFormatter(plain)
     for name in _SELF_HANDLED:
@@ -88,6 +88,13 @@ def setup(verbose: bool) -> Path | None:
         logging.getLogger(name).addFilter(_FileOnly())
     _quiet_transformers()
     return log_file()
+
+
+def _writes_to_terminal(handler: logging.Handler) -> bool:
+    """Hydra's console handler, not a file or an in-memory capture (a test harness's handlers stay as they are)."""
+    stream = getattr(handler, "stream", None)
+    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            and stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
 
 
 class _FileOnly(logging.Filter):
