@@ -51,10 +51,12 @@ def expand_verbose_flag(argv: list[str] | None = None) -> None:
 
 
 class _QuietFilter(logging.Filter):
-    """On the console: stage lines and errors only."""
+    """On the console: stage lines, the project's own warnings (unknown verdicts, an unreachable #Err
+    target, a token-budget fallback: things the user must see) and every error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == STAGE_LOGGER or record.levelno >= logging.ERROR
+        own_warning = record.levelno >= logging.WARNING and record.name.startswith("trajfusion")
+        return record.name == STAGE_LOGGER or own_warning or record.levelno >= logging.ERROR
 
 
 def log_file() -> Path | None:
