@@ -63,9 +63,10 @@ def _is_gzip(path: Path) -> bool:
 
 def _raw_lines(path: Path) -> Iterator[bytes]:
     """The file's lines as bytes (gzip by name or by magic bytes); a damaged gzip stream is a DataError."""
-    if path.suffix == ".gz" and not _is_gzip(path):
+    gzipped = _is_gzip(path)
+    if path.suffix == ".gz" and not gzipped:
         raise DataError(path, None, None, "not gzip data (the .gz name says it should be; re-compress it or drop the suffix)")
-    if not _is_gzip(path):
+    if not gzipped:
         with open(path, "rb") as handle:
             yield from handle
         return
@@ -176,21 +177,14 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
     path = Path(path)
-    rows = list(rows)
-    text = "".join(dumps_line(r) for r in rows)
-    try:
-        payload = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape in an input): escape that line
-        payload = "".join(_ascii_if_needed(dumps_line(r), r) for r in rows).encode("utf-8")
-    atomic_write_bytes(path, _encode(path, payload))
+    atomic_write_bytes(path, _encode(path, b"".join(_line_bytes(r) for r in rows)))
 
 
-def _ascii_if_needed(line: str, obj: Any) -> str:
+def _line_bytes(obj: Any) -> bytes:
     try:
-        line.encode("utf-8")
-        return line
-    except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\n"  # reads back as the same string
+        return dumps_line(obj).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape in an input): escape this line only
+        return (json.dumps(obj, ensure_ascii=True, sort_keys=True) + "\n").encode("utf-8")  # reads back the same
 
 
 def write_json(path: str | Path, obj: Any) -> None:
