@@ -14,7 +14,7 @@ from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
 from trajfusion.overrides import refuse_unknown_additions
-from trajfusion.stages import calibrate
+from trajfusion.data.stages import calibrate
 
 register_configs()
 console.expand_verbose_flag()

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     import math_verify
 
     from trajfusion.core.verify import Verdict, extract_answer
-    from trajfusion.verification import VerifierPool
+    from trajfusion.data.verification import VerifierPool
 
     # (a) plain loop
     busy0 = _machine_busy_s()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from trajfusion.backends.replay import load_replay_pool
+from trajfusion.data.teachers.replay import load_replay_pool
 from trajfusion.io import DataError, atomic_directory, write_jsonl
 
 GOOD = {"id": "p1", "problem": "1+1?", "answer": "2", "samples": [{"model": "m", "solution": "1+1=2", "pred": "2"}]}
@@ -142,7 +142,7 @@ def test_numbers_are_accepted_where_text_is_expected(tmp_path):
 
 
 def test_problem_file_field_types(tmp_path, compose):
-    from trajfusion.problems import read_problems
+    from trajfusion.data.problems import read_problems
 
     path = write_lines(tmp_path / "problems.jsonl", [json.dumps({"id": "a", "problem": "1+1?", "answer": 2}),
                                                      json.dumps({"id": "b", "problem": "2+2?", "answer": [4]})])

@@ -25,7 +25,7 @@ from trajfusion.core.calibrate import (
 from trajfusion.core.length import adaptive_k
 from trajfusion.core.stats import ProblemStats
 from trajfusion.io import read_json
-from trajfusion.stages import token_counter
+from trajfusion.data.stages import token_counter
 
 PROMPTS = {"reflections": ("Wait, that is wrong.",), "feedback": ("Checked.",)}
 
@@ -131,7 +131,7 @@ def stored_pool(tmp_path):
 
 
 def build(compose, pool, *overrides):
-    from trajfusion.stages import build_dataset
+    from trajfusion.data.stages import build_dataset
 
     cfg = compose("data=custom", f"data.path={pool}", "data.decontaminate=[]", "teacher=replay", "progress=false",
                   "plots=false", "verifier.workers=0", *overrides)
@@ -139,7 +139,7 @@ def build(compose, pool, *overrides):
 
 
 def test_unreachable_target_warns_with_the_reachable_maximum(compose, stored_pool, caplog):
-    with caplog.at_level(logging.WARNING, logger="trajfusion.calibration"):
+    with caplog.at_level(logging.WARNING, logger="trajfusion.data.calibration"):
         out = build(compose, stored_pool, "length_policy.k_max=4", "length_policy.target_errors=3.0")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot reach mean #Err 3" in warnings[0] and "at most 2.0000" in warnings[0]
@@ -156,7 +156,7 @@ def test_calibration_is_cached_and_reused(compose, stored_pool, monkeypatch):
     assert [f.name for f in files] == [record["file"]]
     assert read_json(files[0])["alpha"] == record["alpha"] and read_json(files[0])["version"] == 1
 
-    from trajfusion import calibration
+    from trajfusion.data import calibration
 
     def no_search(*args, **kwargs):
         raise AssertionError("the cached calibration must be reused")

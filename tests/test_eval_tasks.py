@@ -82,7 +82,7 @@ def test_prompt_is_the_training_template_with_the_training_system_prompt():
 
 
 def test_a_hanging_grader_input_becomes_unknown_instead_of_hanging(monkeypatch):
-    from trajfusion.verification import HANG_SENTINEL, TEST_HOOKS_ENV
+    from trajfusion.data.verification import HANG_SENTINEL, TEST_HOOKS_ENV
 
     monkeypatch.setenv(TEST_HOOKS_ENV, "1")
     task_utils.close_verifier()

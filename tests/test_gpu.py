@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
 def test_vllm_teacher_samples_k_per_problem_reproducibly(compose):
     model = vllm_test_model("a local instruct model directory (or a hub id)")
-    from trajfusion.backends.vllm_teacher import VLLMTeacher
+    from trajfusion.data.teachers.vllm import VLLMTeacher
 
     cfg = compose("teacher=qwen2p5_math_7b_instruct", f"teacher.model={model}", "teacher.num_samples=4",
                   "teacher.max_new_tokens=64", "teacher.max_model_len=1024", "teacher.gpu_memory_utilization=0.5").teacher

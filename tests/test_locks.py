@@ -15,8 +15,8 @@ ARGS = ["data.limit=12", "plots=false", "progress=false", "verifier.workers=1"]
 
 
 def test_two_processes_build_the_same_dataset_once(tmp_path, compose):
-    from trajfusion.audit import audit_dataset
-    from trajfusion.stages import dataset_dir, load_prompts
+    from trajfusion.data.audit import audit_dataset
+    from trajfusion.data.stages import dataset_dir, load_prompts
 
     root = tmp_path / "data"
     cfg = compose(*ARGS)

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from trajfusion.backends.prompts import problem_seed, teacher_messages
-from trajfusion.backends.vllm_teacher import build_requests, engine_kwargs
-from trajfusion.sampling import merge_shards, read_shard, sample_shard, shard_path
+from trajfusion.data.teachers.prompts import problem_seed, teacher_messages
+from trajfusion.data.teachers.vllm import build_requests, engine_kwargs
+from trajfusion.data.sampling import merge_shards, read_shard, sample_shard, shard_path
 
 PROBLEMS = [{"id": f"p{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(7)]
 
@@ -95,7 +95,7 @@ def test_merge_reports_missing_and_duplicated_problems(tmp_path):
 
 
 def test_decontamination_removes_benchmark_problems_and_reports_them(tmp_path, compose):
-    from trajfusion.problems import load_benchmark, training_problems
+    from trajfusion.data.problems import load_benchmark, training_problems
 
     math500 = load_benchmark("math500")[3]
     gsm = load_benchmark("gsm8k")[0]
@@ -116,7 +116,7 @@ def test_decontamination_removes_benchmark_problems_and_reports_them(tmp_path, c
 
 
 def test_bundled_pool_has_no_math500_problem_and_reports_near_duplicates(compose):
-    from trajfusion.stages import _replay_rows
+    from trajfusion.data.stages import _replay_rows
 
     rows, report = _replay_rows(compose())
     assert report["benchmarks"] == ["math500", "gsm8k"]
@@ -127,7 +127,7 @@ def test_bundled_pool_has_no_math500_problem_and_reports_near_duplicates(compose
 
 @pytest.mark.slow
 def test_transformers_teacher_samples_with_the_real_model(compose):
-    from trajfusion.backends.hf_teacher import HFTeacher
+    from trajfusion.data.teachers.hf import HFTeacher
 
     cfg = compose("teacher=smollm2_135m", "teacher.num_samples=2", "teacher.max_new_tokens=12").teacher
     teacher = HFTeacher(cfg)

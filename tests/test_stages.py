@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from trajfusion.audit import audit_dataset
-from trajfusion.stages import build_dataset, calibrate
+from trajfusion.data.audit import audit_dataset
+from trajfusion.data.stages import build_dataset, calibrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SLICE = "data.limit=60"
@@ -90,7 +90,7 @@ def test_rebuild_is_byte_identical_and_reused(built, tmp_path, compose):
 
 
 def test_data_id_follows_the_knobs(built, compose):
-    from trajfusion.stages import dataset_dir, load_prompts
+    from trajfusion.data.stages import dataset_dir, load_prompts
 
     def data_id(*overrides):
         cfg = compose(SLICE, *overrides)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trajfusion.stages import token_counter
+from trajfusion.data.stages import token_counter
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_proxy_is_utf8_bytes_over_three():
 
 
 def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
-    from trajfusion.stages import build_dataset
+    from trajfusion.data.stages import build_dataset
     import json
 
     out = build_dataset(compose("data.limit=10", f"length_policy.tokenizer={tokenizer_dir}", "length_policy.max_tokens=1500", "plots=false", "progress=false"))
@@ -45,7 +45,7 @@ def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
 def test_data_id_follows_tokenizer_content_not_its_path(compose, tokenizer_dir, tmp_path):
     import shutil
 
-    from trajfusion.stages import dataset_dir, load_prompts
+    from trajfusion.data.stages import dataset_dir, load_prompts
 
     def data_id(tok):
         cfg = compose(f"length_policy.tokenizer={tok}")
@@ -57,7 +57,7 @@ def test_data_id_follows_tokenizer_content_not_its_path(compose, tokenizer_dir, 
 
 
 def test_hub_tokenizer_ids_are_not_turned_into_paths():
-    from trajfusion.stages import _tokenizer_source, tokenizer_identity
+    from trajfusion.data.stages import _tokenizer_source, tokenizer_identity
 
     assert _tokenizer_source("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
     assert tokenizer_identity("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
@@ -78,14 +78,14 @@ def test_a_tokenizer_that_does_not_load_falls_back_loudly_and_is_recorded(compos
     import json
     import logging
 
-    from trajfusion.stages import build_dataset, dataset_dir, load_prompts
+    from trajfusion.data.stages import build_dataset, dataset_dir, load_prompts
 
     def data_id(*overrides):
         cfg = compose("data.limit=6", *overrides)
         return dataset_dir(cfg, load_prompts(cfg))[0]
 
     missing = "no-such-org/no-such-tokenizer"  # tests run with HF_HUB_OFFLINE=1
-    with caplog.at_level(logging.WARNING, logger="trajfusion.stages"):
+    with caplog.at_level(logging.WARNING, logger="trajfusion.data.stages"):
         assert data_id(f"length_policy.tokenizer={missing}") == data_id()  # the data_id follows the counter used
         out = build_dataset(compose("data.limit=6", f"length_policy.tokenizer={missing}", "plots=false", "progress=false"))
     assert any("TOKEN BUDGET" in r.getMessage() and missing in r.getMessage() for r in caplog.records)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.core.test_verify import CHECK_TABLE
 from trajfusion.core.verify import Verdict, check
-from trajfusion.verification import HANG_PRED_SENTINEL, HANG_SENTINEL, TEST_HOOKS_ENV, VerifierPool
+from trajfusion.data.verification import HANG_PRED_SENTINEL, HANG_SENTINEL, TEST_HOOKS_ENV, VerifierPool
 
 REPO = Path(__file__).resolve().parents[1]
 C, I, U = Verdict.CORRECT, Verdict.INCORRECT, Verdict.UNKNOWN
@@ -122,7 +122,7 @@ def test_killed_run_keeps_committed_verdicts(tmp_path):
     done = [(str(k), str(k + 1) + "/1") for k in range(10)] + [("7", "x"), ("8", "\\sqrt{64}")]
     script = textwrap.dedent(
         f"""
-        from trajfusion.verification import VerifierPool, HANG_SENTINEL
+        from trajfusion.data.verification import VerifierPool, HANG_SENTINEL
         if __name__ == "__main__":
             pool = VerifierPool(workers=1, timeout_s=60, cache_path={str(db)!r},
                                 progress=False, chunk_size=1)
@@ -168,7 +168,7 @@ def test_two_stage_latex_parsing_gives_plain_ll_results(monkeypatch):
     import sympy
     from latex2sympy2_extended import latex2sympy2 as l2s
 
-    from trajfusion.verification import _use_two_stage_latex_parsing
+    from trajfusion.data.verification import _use_two_stage_latex_parsing
 
     corpus = sorted({s for g, p, _ in CHECK_TABLE for s in (g, p) if s}) + [
         "the sum of the integers from -18 to -9, excluding -8 and 6",
@@ -205,7 +205,7 @@ def test_worker_memory_cap():
     script = textwrap.dedent(
         """
         import resource
-        from trajfusion.verification import WORKER_MEMORY_BYTES, _cap_memory
+        from trajfusion.data.verification import WORKER_MEMORY_BYTES, _cap_memory
         _cap_memory()
         assert resource.getrlimit(resource.RLIMIT_AS)[0] == WORKER_MEMORY_BYTES
         try:

@@ -8,14 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from trajfusion.verify_cache import VerdictCache
+from trajfusion.data.verify_cache import VerdictCache
 
 REPO = Path(__file__).resolve().parents[1]
 
 WRITER = textwrap.dedent(
     """
     import sys
-    from trajfusion.verify_cache import VerdictCache
+    from trajfusion.data.verify_cache import VerdictCache
     me, path = int(sys.argv[1]), sys.argv[2]
     cache = VerdictCache(path)
     for batch in range(25):

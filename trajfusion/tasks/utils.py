@@ -110,7 +110,7 @@ def shared_verifier():
     """One VerifierPool per process: its memo makes re-grading the same outputs free."""
     global _pool
     if _pool is None:
-        from trajfusion.verification import VerifierPool
+        from trajfusion.data.verification import VerifierPool
 
         _pool = VerifierPool(workers=_settings["workers"], timeout_s=_settings["timeout_s"],
                              cache_path=_settings["cache_path"], progress=False)
@@ -129,7 +129,7 @@ def grade(pairs: Iterable[tuple[str, str]]) -> list[dict]:
     """(reference, output) → {"pred", "verdict"}: the project's extraction, then its verifier in one batch.
     An output with no extractable answer is `incorrect` (pred None); a grader timeout or an empty /
     unparseable reference is `unknown` (counted, never silently wrong)."""
-    from trajfusion.verification import extract_pred
+    from trajfusion.data.verification import extract_pred
 
     pairs = list(pairs)
     preds = [extract_pred({"text": output}, _settings["strategies"])[0] for _, output in pairs]

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from trajfusion.backends.models import package_dir
+from trajfusion.models import package_dir
 from trajfusion.io import read_jsonl, resolve_path
 from trajfusion.training.kernels import apply_fused_loss, choose_attention, choose_fused_loss, installed
 from trajfusion.training.schema import RopeScaling, StudentConfig, StudentSource

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trajfusion.core.build import FusionSettings, Outcome
-from trajfusion.report import spearman
+from trajfusion.data.report import spearman
 
 
 def _pyplot():

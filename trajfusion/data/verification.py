@@ -43,7 +43,7 @@ from trajfusion.core.verify import (
     fast_decision,
     normalize_answer,
 )
-from trajfusion.verify_cache import VerdictCache
+from trajfusion.data.verify_cache import VerdictCache
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _worker_main(conn, alive, timeout_s: int, test_hooks: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _cap_memory()
     _use_two_stage_latex_parsing()
-    import trajfusion.verify_warmup  # noqa: F401 - free when the forkserver preloaded it
+    import trajfusion.data.verify_warmup  # noqa: F401 - free when the forkserver preloaded it
     threading.Thread(target=_exit_with_owner, args=(alive,), daemon=True).start()
     conn.send(("ready", os.getpid()))
     while True:
@@ -189,7 +189,7 @@ def _default_context() -> mp.context.BaseContext:
         current = list(getattr(forkserver._forkserver, "_preload_modules", []) or [])
     except Exception:  # noqa: BLE001 - private attribute, best effort
         current = []
-    wanted = [m for m in (__name__, "trajfusion.verify_warmup") if m not in current]
+    wanted = [m for m in (__name__, "trajfusion.data.verify_warmup") if m not in current]
     if wanted:
         # Only takes effect if the server has not started yet; harmless otherwise.
         ctx.set_forkserver_preload(current + wanted)

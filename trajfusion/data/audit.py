@@ -1,6 +1,6 @@
 """Audit a built dataset against its own provenance, so nobody has to trust the builder.
 
-    python -m trajfusion.audit outputs/fused/adaptive-<data_id>
+    python -m trajfusion.data.audit outputs/fused/adaptive-<data_id>
 
 Checks every row: segments tile the assistant text; k = min(k_max, ⌊α·r·u⌋) from the row's own
 r, u, α, k_max (adaptive policy); errors fused = min(k, eligible groups) − budget drops (diverse);
@@ -62,7 +62,7 @@ def final_answer(row: dict) -> str | None:
 
 def audit_dataset(path: str | Path, workers: int = 2) -> dict:
     """Counts of checked rows and, per failing row id, what is wrong."""
-    from trajfusion.verification import VerifierPool
+    from trajfusion.data.verification import VerifierPool
 
     path = Path(path)
     data = path / "data.jsonl" if path.is_dir() else path

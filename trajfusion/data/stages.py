@@ -23,8 +23,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from trajfusion import __version__
-from trajfusion.backends.replay import load_replay_pool
-from trajfusion.calibration import alpha_identity, calibration_report, resolve_alpha
+from trajfusion.data.teachers.replay import load_replay_pool
+from trajfusion.data.calibration import alpha_identity, calibration_report, resolve_alpha
 from trajfusion.cards import write_dataset_card
 from trajfusion.config import BuildDataConfig, TeacherBackend
 from trajfusion.console import stage
@@ -36,10 +36,10 @@ from trajfusion.io import (
     atomic_directory, content_hash, read_json, read_jsonl, resolve_path, sha256_file, write_json, write_jsonl,
 )
 from trajfusion.locks import output_lock
-from trajfusion.problems import decontaminate, training_problems
-from trajfusion.report import dataset_stats, summary_table
-from trajfusion.sampling import merge_shards, sample_shard
-from trajfusion.verification import VerifierPool, extract_pred, stats_delta
+from trajfusion.data.problems import decontaminate, training_problems
+from trajfusion.data.report import dataset_stats, summary_table
+from trajfusion.data.sampling import merge_shards, sample_shard
+from trajfusion.data.verification import VerifierPool, extract_pred, stats_delta
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,10 @@ def _replay_rows(cfg: BuildDataConfig) -> tuple[list[dict], dict]:
 def _teacher_factory(cfg: BuildDataConfig) -> Callable[[], object]:
     def make():
         if cfg.teacher.backend == TeacherBackend.vllm:
-            from trajfusion.backends.vllm_teacher import VLLMTeacher
+            from trajfusion.data.teachers.vllm import VLLMTeacher
 
             return VLLMTeacher(cfg.teacher)
-        from trajfusion.backends.hf_teacher import HFTeacher
+        from trajfusion.data.teachers.hf import HFTeacher
 
         return HFTeacher(cfg.teacher)
 
@@ -431,7 +431,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         write_jsonl(tmp / "data.jsonl", fused)
         write_json(tmp / "stats.json", stats)
         if cfg.plots:
-            from trajfusion.plots import plot_dataset
+            from trajfusion.data.plots import plot_dataset
 
             manifest["plots"] = plot_dataset(outcomes, settings, tmp)
         manifest["wall_time_s"] = round(time.perf_counter() - started, 2)
