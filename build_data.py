@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
+from trajfusion.data.dataset import build_dataset
+from trajfusion.data.pool import sample
 from trajfusion.overrides import refuse_unknown_additions
-from trajfusion.data.stages import build_dataset, sample
 from trajfusion.summary import dataset_lines
 
 register_configs()

@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
+from trajfusion.data.dataset import calibrate
 from trajfusion.overrides import refuse_unknown_additions
-from trajfusion.data.stages import calibrate
 
 register_configs()
 console.expand_verbose_flag()

@@ -41,7 +41,7 @@ def padded_share(lengths, batch_size, seed=0):
 
 
 def main(overrides):
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
 
     logging.basicConfig(level=logging.WARNING)
     register_configs()

@@ -24,8 +24,8 @@ from trajfusion.core.calibrate import (
 )
 from trajfusion.core.length import adaptive_k
 from trajfusion.core.stats import ProblemStats
+from trajfusion.data.budget import token_counter
 from trajfusion.io import read_json
-from trajfusion.data.stages import token_counter
 
 PROMPTS = {"reflections": ("Wait, that is wrong.",), "feedback": ("Checked.",)}
 
@@ -131,7 +131,7 @@ def stored_pool(tmp_path):
 
 
 def build(compose, pool, *overrides):
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
 
     cfg = compose("data=custom", f"data.path={pool}", "data.decontaminate=[]", "teacher=replay", "progress=false",
                   "plots=false", "verifier.workers=0", *overrides)

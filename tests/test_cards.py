@@ -10,7 +10,7 @@ import yaml
 
 from trajfusion import publish as publish_mod
 from trajfusion.cards import evaluations, infer_features, record_evaluation, write_model_card
-from trajfusion.data.stages import build_dataset
+from trajfusion.data.dataset import build_dataset
 
 
 def _front_matter(path: Path) -> tuple[dict, str]:

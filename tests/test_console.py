@@ -31,8 +31,8 @@ def test_quiet_console_shows_stage_lines_and_errors_only(handlers, monkeypatch):
     stage = logging.getLogger(console.STAGE_LOGGER).makeRecord(console.STAGE_LOGGER, logging.INFO, "f", 1, "data built", (), None)
     records = [stage, make("transformers", logging.WARNING, "f", 1, "chatty", (), None),
                make("trajfusion.x", logging.ERROR, "f", 1, "bad input", (), None),
-               make("trajfusion.data.stages", logging.WARNING, "f", 1, "2 samples unknown", (), None),
-               make("trajfusion.data.stages", logging.INFO, "f", 1, "detail", (), None)]
+               make("trajfusion.data.dataset", logging.WARNING, "f", 1, "2 samples unknown", (), None),
+               make("trajfusion.data.dataset", logging.INFO, "f", 1, "detail", (), None)]
     assert _shown(stream, *records) == ["data built", "bad input", "2 samples unknown"]
     import os
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from trajfusion.core.build import FusionSettings, fuse_pools
+from trajfusion.data.budget import token_counter
+from trajfusion.data.verified import to_problem_pools
 from trajfusion.io import dumps_line, read_json, read_jsonl
-from trajfusion.data.stages import to_problem_pools, token_counter
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = read_json(HERE.parent / "trajfusion/resources/prompts.json")

@@ -2,12 +2,13 @@
 generation limit has no answer (wrong for r, never fused); a replay sample whose stored reasoning
 was shortened for storage keeps its verdict but is never fused; unknown samples carry a reason."""
 
-from trajfusion.data.teachers.replay import trajectory_text
 from trajfusion.config import BuildDataConfig
 from trajfusion.core.build import FusionSettings, fuse_problem
 from trajfusion.core.select import choose_correct, eligible_errors
 from trajfusion.core.stats import problem_stats
-from trajfusion.data.stages import to_problem_pools, token_counter, verify_rows
+from trajfusion.data.budget import token_counter
+from trajfusion.data.teachers.replay import trajectory_text
+from trajfusion.data.verified import to_problem_pools, verify_rows
 
 BOX = "so the answer is \\boxed{{{}}}."
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from trajfusion.data.teachers.replay import trajectory_text
 from trajfusion.core.verify import Verdict, check_reason, extract_answer, normalize_answer
+from trajfusion.data.teachers.replay import trajectory_text
 from trajfusion.data.verification import HANG_SENTINEL, TEST_HOOKS_ENV, VerifierPool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_hostile_pool_builds(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from trajfusion.config import register_configs, to_build_config
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
 
     pool = hostile_pool(tmp_path / "hostile.jsonl")
     register_configs()

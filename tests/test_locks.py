@@ -16,7 +16,8 @@ ARGS = ["data.limit=12", "plots=false", "progress=false", "verifier.workers=1"]
 
 def test_two_processes_build_the_same_dataset_once(tmp_path, compose):
     from trajfusion.data.audit import audit_dataset
-    from trajfusion.data.stages import dataset_dir, load_prompts
+    from trajfusion.data.dataset import load_prompts
+    from trajfusion.data.identity import dataset_dir
 
     root = tmp_path / "data"
     cfg = compose(*ARGS)

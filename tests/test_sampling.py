@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from trajfusion.data.sampling import merge_shards, read_shard, sample_shard, shard_path
 from trajfusion.data.teachers.prompts import problem_seed, teacher_messages
 from trajfusion.data.teachers.vllm import build_requests, engine_kwargs
-from trajfusion.data.sampling import merge_shards, read_shard, sample_shard, shard_path
 
 PROBLEMS = [{"id": f"p{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(7)]
 
@@ -116,7 +116,7 @@ def test_decontamination_removes_benchmark_problems_and_reports_them(tmp_path, c
 
 
 def test_bundled_pool_has_no_math500_problem_and_reports_near_duplicates(compose):
-    from trajfusion.data.stages import _replay_rows
+    from trajfusion.data.pool import _replay_rows
 
     rows, report = _replay_rows(compose())
     assert report["benchmarks"] == ["math500", "gsm8k"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trajfusion.data.audit import audit_dataset
-from trajfusion.data.stages import build_dataset, calibrate
+from trajfusion.data.dataset import build_dataset, calibrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SLICE = "data.limit=60"
@@ -90,7 +90,8 @@ def test_rebuild_is_byte_identical_and_reused(built, tmp_path, compose):
 
 
 def test_data_id_follows_the_knobs(built, compose):
-    from trajfusion.data.stages import dataset_dir, load_prompts
+    from trajfusion.data.dataset import load_prompts
+    from trajfusion.data.identity import dataset_dir
 
     def data_id(*overrides):
         cfg = compose(SLICE, *overrides)

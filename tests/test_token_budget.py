@@ -2,7 +2,7 @@
 
 import pytest
 
-from trajfusion.data.stages import token_counter
+from trajfusion.data.budget import token_counter
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,9 @@ def test_proxy_is_utf8_bytes_over_three():
 
 
 def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
-    from trajfusion.data.stages import build_dataset
     import json
+
+    from trajfusion.data.dataset import build_dataset
 
     out = build_dataset(compose("data.limit=10", f"length_policy.tokenizer={tokenizer_dir}", "length_policy.max_tokens=1500", "plots=false", "progress=false"))
     rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
@@ -45,7 +46,8 @@ def test_build_uses_the_tokenizer_for_the_budget(compose, tokenizer_dir):
 def test_data_id_follows_tokenizer_content_not_its_path(compose, tokenizer_dir, tmp_path):
     import shutil
 
-    from trajfusion.data.stages import dataset_dir, load_prompts
+    from trajfusion.data.dataset import load_prompts
+    from trajfusion.data.identity import dataset_dir
 
     def data_id(tok):
         cfg = compose(f"length_policy.tokenizer={tok}")
@@ -57,7 +59,7 @@ def test_data_id_follows_tokenizer_content_not_its_path(compose, tokenizer_dir, 
 
 
 def test_hub_tokenizer_ids_are_not_turned_into_paths():
-    from trajfusion.data.stages import _tokenizer_source, tokenizer_identity
+    from trajfusion.data.budget import _tokenizer_source, tokenizer_identity
 
     assert _tokenizer_source("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
     assert tokenizer_identity("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"
@@ -78,14 +80,15 @@ def test_a_tokenizer_that_does_not_load_falls_back_loudly_and_is_recorded(compos
     import json
     import logging
 
-    from trajfusion.data.stages import build_dataset, dataset_dir, load_prompts
+    from trajfusion.data.dataset import build_dataset, load_prompts
+    from trajfusion.data.identity import dataset_dir
 
     def data_id(*overrides):
         cfg = compose("data.limit=6", *overrides)
         return dataset_dir(cfg, load_prompts(cfg))[0]
 
     missing = "no-such-org/no-such-tokenizer"  # tests run with HF_HUB_OFFLINE=1
-    with caplog.at_level(logging.WARNING, logger="trajfusion.data.stages"):
+    with caplog.at_level(logging.WARNING, logger="trajfusion.data.budget"):
         assert data_id(f"length_policy.tokenizer={missing}") == data_id()  # the data_id follows the counter used
         out = build_dataset(compose("data.limit=6", f"length_policy.tokenizer={missing}", "plots=false", "progress=false"))
     assert any("TOKEN BUDGET" in r.getMessage() and missing in r.getMessage() for r in caplog.records)

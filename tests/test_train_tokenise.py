@@ -31,7 +31,7 @@ def fused_rows(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from trajfusion.config import register_configs, to_build_config
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
     from tests.test_train_run import CONF
 
     register_configs()

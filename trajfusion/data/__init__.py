@@ -1,5 +1,8 @@
-"""The data stage of build_data.py: problems → teacher pool → verified pool → fused dataset.
+"""The data stage of build_data.py, one module per step:
 
-One module per step (problems, sampling, verification, calibration, report/plots, audit), teachers
-under `teachers/`, the wiring and caching in `stages`; the algorithm itself stays in `trajfusion.core`.
+    problems → pool (replay a stored pool, or sample in shards) → verified (verdicts, answer groups)
+    → dataset (α, fused rows, stats, plots, card)
+
+`identity` says where each output lives (a hash of what decides it), `budget` counts tokens,
+`teachers/` holds the sampling backends; the algorithm itself stays in `trajfusion.core`.
 """

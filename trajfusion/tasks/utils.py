@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from trajfusion.core.verify import Verdict, normalize_answer
-from trajfusion.io import resolve_path, read_jsonl
+from trajfusion.io import read_jsonl, resolve_path
 
 log = logging.getLogger(__name__)
 

@@ -247,7 +247,7 @@ def save_final(trainer: Trainer, tokenizer, template: str, out_dir: Path) -> Non
 
 def train(cfg: TrainConfig, resolved: dict, run_dir: Path, choices: dict[str, str]) -> Path:
     """Train one student; returns the final checkpoint directory (or the run directory if pre-empted)."""
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
 
     started = time.perf_counter()
     rank, world_size = world()

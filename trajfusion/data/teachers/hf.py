@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from trajfusion.models import resolve_model
 from trajfusion.data.teachers.prompts import problem_seed, teacher_messages
+from trajfusion.models import resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trajfusion.models import resolve_model
 from trajfusion.data.teachers.prompts import problem_seed, teacher_messages
+from trajfusion.models import resolve_model
 
 
 @dataclass(frozen=True)
