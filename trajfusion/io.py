@@ -11,7 +11,6 @@ import contextlib
 import errno
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -150,15 +149,6 @@ def dumps_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n"
 
 
-def _encode(path: Path, payload: bytes) -> bytes:
-    if path.suffix != ".gz":
-        return payload
-    buffer = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as gz:  # mtime=0: reproducible bytes
-        gz.write(payload)
-    return buffer.getvalue()
-
-
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +166,50 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
-    path = Path(path)
-    atomic_write_bytes(path, _encode(path, b"".join(_line_bytes(r) for r in rows)))
+    with JsonlWriter(path) as out:
+        for row in rows:
+            out.write(row)
+
+
+class JsonlWriter:
+    """Rows streamed to a temporary sibling (gzip by suffix) and renamed into place on a clean exit, so
+    memory holds one line, never the file. A killed or failed write leaves no file; the bytes equal
+    those of one gzip write of the whole payload (mtime 0), so streamed outputs stay reproducible.
+
+        with JsonlWriter(path) as out:
+            for row in rows:
+                out.write(row)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows = 0
+
+    def __enter__(self) -> JsonlWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._raw = os.fdopen(fd, "wb")
+        gzipped = self.path.suffix == ".gz"
+        self._out = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0) if gzipped else self._raw
+        return self
+
+    def write(self, row: Any) -> None:
+        self._out.write(_line_bytes(row))
+        self.rows += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._out is not self._raw:
+                self._out.close()  # the gzip trailer; leaves the file open
+            self._raw.flush()
+            if exc_type is None:
+                os.fsync(self._raw.fileno())
+            self._raw.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
 
 
 def _line_bytes(obj: Any) -> bytes:

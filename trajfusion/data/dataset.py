@@ -19,7 +19,7 @@ from trajfusion.data.budget import PROXY_COUNTER, budget_counter
 from trajfusion.data.calibration import calibration_report, resolve_alpha
 from trajfusion.data.identity import data_identity, data_root, dataset_dir, input_files, pool_dir
 from trajfusion.data.report import dataset_stats, summary_table
-from trajfusion.data.verified import to_problem_pools, verified_pool
+from trajfusion.data.verified import to_problem_pools, verified_pool, verified_rows
 from trajfusion.io import atomic_directory, read_json, resolve_path, write_json, write_jsonl
 from trajfusion.locks import output_lock
 
@@ -74,7 +74,8 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
 
 def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sampling: bool, started: float,
                    prompts: dict, data_id: str, out_dir: Path) -> Path:
-    rows, verify_report, verified_path = verified_pool(cfg, allow_sampling)
+    verified_path, verify_report = verified_pool(cfg, allow_sampling)
+    rows = list(verified_rows(verified_path))
     if verify_report["verdicts"].get("unknown"):
         log.warning("%d of %d samples could not be judged (unknown: outside r, never fused): %s",
                     verify_report["verdicts"]["unknown"], verify_report["samples"],
@@ -131,7 +132,8 @@ def calibrate(cfg: BuildDataConfig) -> dict:
     """calibrate_alpha.py: mean #Err and P(#Err ≥ j) at every breakpoint of α, a grid view, and the α that
     `length_policy.alpha=auto` picks for the target (the same search, the same fused-count table)."""
     prompts = load_prompts(cfg)
-    rows, _, verified_path = verified_pool(cfg)
+    verified_path, _ = verified_pool(cfg)
+    rows = list(verified_rows(verified_path))
     lp = cfg.length_policy
     result = calibration_report(cfg, to_problem_pools(rows), fusion_settings(cfg, prompts, policy="none"),
                                 budget_counter(lp.tokenizer)[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from trajfusion.config import BuildDataConfig
@@ -75,8 +75,9 @@ def verify_rows(rows: list[dict], cfg: BuildDataConfig, cache_path: Path | None)
     }
 
 
-def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[dict], dict, Path]:
-    """The verified pool, from cache when this pool and verifier were seen before.
+def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[Path, dict]:
+    """(the verified pool's file, its report), from cache when this pool and verifier were seen before.
+    Read its rows with `verified_rows(path)`: a stream, never the whole pool in memory.
 
     With `allow_sampling=False` (training asks for a dataset) a pool that would need teacher
     sampling is an error that says which command builds it, never an implicit GPU job.
@@ -85,15 +86,15 @@ def verified_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[li
     report_path = path.with_name(path.name.replace(".jsonl.gz", ".report.json"))
     if path.exists() and report_path.exists():
         stage("pool     reusing verified pool %s", path)
-        return [row for _, row in read_jsonl(path)], read_json(report_path), path
+        return path, read_json(report_path)
     with output_lock(data_root(cfg), f"verified-{path.parent.name}-{path.name.removesuffix('.jsonl.gz')}"):
         if path.exists() and report_path.exists():
             stage("data     reusing verified pool %s (built by another process)", path)
-            return [row for _, row in read_jsonl(path)], read_json(report_path), path
+            return path, read_json(report_path)
         return _verify_pool(cfg, allow_sampling, path, report_path)
 
 
-def _verify_pool(cfg: BuildDataConfig, allow_sampling: bool, path: Path, report_path: Path) -> tuple[list[dict], dict, Path]:
+def _verify_pool(cfg: BuildDataConfig, allow_sampling: bool, path: Path, report_path: Path) -> tuple[Path, dict]:
     rows, pool_report = load_pool(cfg, allow_sampling)
     started = time.perf_counter()
     report = verify_rows(rows, cfg, data_root(cfg) / "cache" / "verify.sqlite") | {"pool": pool_report}
@@ -101,7 +102,12 @@ def _verify_pool(cfg: BuildDataConfig, allow_sampling: bool, path: Path, report_
     write_jsonl(path, rows)
     write_json(report_path, report)
     stage("pool     verified %d samples of %d problems in %.1fs → %s", report["samples"], report["problems"], report["wall_time_s"], path)
-    return rows, report, path
+    return path, report
+
+
+def verified_rows(path: Path) -> Iterator[dict]:
+    """The verified pool's rows, one problem at a time, in pool order."""
+    return (row for _, row in read_jsonl(path))
 
 
 def to_problem_pools(rows: Sequence[dict]) -> list[ProblemPool]:
