@@ -10,6 +10,10 @@ teacher's: a U-shaped spread of error rates (many problems almost always right, 
 wrong, the rest mixed, as in the paper's Figure 1), more distinct wrong answers at higher error rates,
 integer and fraction answers, and log-normal trace lengths around `--chars`.
 
+With `--reuse-verified` each size is built twice on one data root and the second build is the one
+measured: another selector, so a new dataset (α calibration and fusion) from the verified pool the first
+build left: the second half of the data stage alone (verified pool → fused dataset).
+
 The last line is `peak RSS ratio <largest N>/<smallest N>: X`: a data stage whose memory is bounded by
 a chunk of problems keeps it near 1; one that holds the pool grows with N.
 """
@@ -117,19 +121,28 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=1500, help="typical characters per trajectory (log-normal)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="keep pools and outputs here (default: a temp dir)")
+    parser.add_argument("--reuse-verified", action="store_true",
+                        help="measure a second build (another selector) that reuses the first build's verified pool")
     parser.add_argument("overrides", nargs="*", help="extra build_data.py overrides, e.g. verifier.workers=2")
     args = parser.parse_args()
+    given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("selector=")), "diverse")
+    second = [f"selector={'random' if given == 'low_div' else 'low_div'}"]
+    args.overrides = [o for o in args.overrides if not o.startswith("selector=")] + [f"selector={given}"]
 
     with tempfile.TemporaryDirectory(prefix="tf-scale-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = []
         header = f"{'problems':>9} {'samples':>9} {'text MB':>9} {'wall s':>8} {'peak RSS MB':>12} {'main RSS MB':>12} {'samples/s':>10}"
+        if args.reuse_verified:
+            print(f"second build ({second[0]}) from a reused verified pool: fusion only", flush=True)
         print(header, flush=True)
         for n in sorted(args.problems):
             pool = work / f"pool-{n}x{args.samples}-{args.chars}.jsonl.gz"
             text_bytes = write_pool(pool, n, args.samples, args.chars, args.seed)
             r = run_build(pool, work / f"root-{n}", args.overrides)
+            if args.reuse_verified:
+                r = run_build(pool, work / f"root-{n}", [*args.overrides, *second])
             r |= {"problems": n, "samples": n * args.samples, "text_mb": text_bytes / 2**20}
             results.append(r)
             print(f"{n:>9} {r['samples']:>9} {r['text_mb']:>9.1f} {r['wall_s']:>8.1f} {r['peak_rss'] / 2**20:>12.0f} "
