@@ -46,7 +46,7 @@ def paper_target(k_max: int) -> float:
     return round(PAPER_MEAN_ERRORS[lo] + t * (PAPER_MEAN_ERRORS[hi] - PAPER_MEAN_ERRORS[lo]), 4)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProblemErrors:
     """A kept problem: its statistics and `fused[k]`, the errors its row holds when the policy says k."""
 
@@ -80,7 +80,10 @@ class Calibration:
 
 def fused_error_table(pools: Iterable[ProblemPool], settings: FusionSettings, count: TokenCounter) -> list[ProblemErrors]:
     """Per problem that yields a row, the errors fused for each k = 0 … k_max: the real build (selection,
-    u-cap, token budget, seeded draws) with k forced, so the table is what `fuse_problem` writes."""
+    u-cap, token budget, seeded draws) with k forced, so the table is what `fuse_problem` writes.
+
+    `pools` is consumed once, one problem at a time: only the table (a ProblemStats and k_max + 1
+    counts per kept problem, about 0.3 KB) outlives a problem's samples."""
     table = []
     for pool in pools:
         row, outcome = fuse_problem(pool, replace(settings, length_policy="none"), count)

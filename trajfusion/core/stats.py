@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from trajfusion.core.records import Sample
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the α table keeps one per problem (100K at the paper's scale)
 class ProblemStats:
     K: int  # samples drawn
     n_correct: int

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
+from collections import OrderedDict
 from collections.abc import Callable
 
 from trajfusion.io import content_hash, resolve_path, sha256_file
@@ -32,6 +34,42 @@ def tokenizer_identity(tokenizer: str | None) -> str | None:
 
 PROXY_COUNTER = "bytes/3"
 
+# The counter is asked about the same texts many times within one problem (every layout the token
+# budget tries, every k of the α table) and about the reflection / feedback phrases in every problem;
+# a trace of another problem never comes back. So the cache keeps the most recent texts up to these
+# bounds: one long-form problem (16 traces of ~100 KB) and the phrases fit, the pool never does.
+CACHE_ENTRIES = 1024
+CACHE_BYTES = 32 << 20
+
+
+class BoundedCounter:
+    """A token count memoised LRU-first within `max_entries` texts and `max_bytes` of their memory
+    (`sys.getsizeof`); a text larger than the byte bound alone is counted and not kept. Counts are
+    those of the wrapped function, cached or not."""
+
+    def __init__(self, count: Callable[[str], int], max_entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES):
+        self._count, self.max_entries, self.max_bytes = count, max_entries, max_bytes
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __call__(self, text: str) -> int:
+        cached = self._cache.get(text)
+        if cached is not None:
+            self._cache.move_to_end(text)
+            return cached
+        value = self._count(text)
+        size = sys.getsizeof(text)
+        if size <= self.max_bytes:
+            self._cache[text] = value
+            self.bytes += size
+            while len(self._cache) > self.max_entries or self.bytes > self.max_bytes:
+                old, _ = self._cache.popitem(last=False)
+                self.bytes -= sys.getsizeof(old)
+        return value
+
 
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     """Tokens of a text with the student's tokenizer, or a documented proxy: UTF-8 bytes / 3.
@@ -40,11 +78,11 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
     slightly and keeps rows within budget when the real tokenizer is not configured.
     """
     if tokenizer is None:
-        return functools.lru_cache(maxsize=None)(lambda text: math.ceil(len(text.encode("utf-8")) / 3))
+        return BoundedCounter(lambda text: math.ceil(len(text.encode("utf-8")) / 3))
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(_tokenizer_source(tokenizer))
-    return functools.lru_cache(maxsize=None)(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+    return BoundedCounter(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
 
 
 @functools.cache

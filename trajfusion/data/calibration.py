@@ -12,6 +12,7 @@ dataset can be looked up before its α is known.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,13 @@ def calibration_key(identity: dict) -> str:
 
 
 def resolve_alpha(
-    cfg: BuildDataConfig, pools: list[ProblemPool], verified_path: Path, settings: FusionSettings, count: TokenCounter,
+    cfg: BuildDataConfig, pools: Iterable[ProblemPool], verified_path: Path, settings: FusionSettings, count: TokenCounter,
     identity: dict,
 ) -> tuple[float | None, dict]:
     """(α for the fusion settings, the record that goes into manifest.json / stats.json / W&B).
 
-    `settings` are the build's settings (α unset); `identity` what decides the fused-count table.
+    `pools` is read (once, as a stream) only when the calibration is not cached; `settings` are the
+    build's settings (α unset); `identity` what decides the fused-count table.
     """
     given = cfg.length_policy.alpha
     if not is_auto(cfg):
@@ -102,7 +104,7 @@ def resolve_alpha(
                              **{k: record[k] for k in ("mean_errors", "p_at_least", "reachable_max", "target", "version")}}
 
 
-def calibration_report(cfg: BuildDataConfig, pools: list[ProblemPool], settings: FusionSettings, count: TokenCounter) -> dict:
+def calibration_report(cfg: BuildDataConfig, pools: Iterable[ProblemPool], settings: FusionSettings, count: TokenCounter) -> dict:
     """calibrate_alpha.py: the whole curve (every breakpoint), a grid view, and the pick for the target."""
     if cfg.fusion.name == "rft" or cfg.length_policy.name != "adaptive":
         raise ValueError(f"α shapes only fusion=adaptive with length_policy=adaptive, not fusion={cfg.fusion.name}, "

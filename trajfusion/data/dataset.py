@@ -1,11 +1,17 @@
 """The fused dataset: verified pool → α → one row per problem → <data_root>/fused/<fusion>-<data_id>/,
-and calibrate_alpha.py's curve."""
+and calibrate_alpha.py's curve.
+
+Streamed, never the pool in memory: α=auto reads the verified pool once for its fused-count table
+(a few numbers per problem), then a second pass fuses one problem at a time and writes its row; what
+stats.json and the plots need is a small summary per problem (report.Outcomes).
+"""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -14,13 +20,14 @@ from trajfusion import __version__
 from trajfusion.cards import write_dataset_card
 from trajfusion.config import BuildDataConfig
 from trajfusion.console import stage
-from trajfusion.core.build import FusionSettings, fuse_pools
+from trajfusion.core.build import FusionSettings, fuse_problem
+from trajfusion.core.records import ProblemPool
 from trajfusion.data.budget import PROXY_COUNTER, budget_counter
 from trajfusion.data.calibration import calibration_report, resolve_alpha
 from trajfusion.data.identity import data_identity, data_root, dataset_dir, input_files, pool_dir
-from trajfusion.data.report import dataset_stats, summary_table
+from trajfusion.data.report import Outcomes, dataset_stats, summary_table
 from trajfusion.data.verified import to_problem_pools, verified_pool, verified_rows
-from trajfusion.io import atomic_directory, read_json, resolve_path, write_json, write_jsonl
+from trajfusion.io import JsonlWriter, atomic_directory, read_json, resolve_path, write_json
 from trajfusion.locks import output_lock
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,12 @@ def fusion_settings(cfg: BuildDataConfig, prompts: dict, alpha: float | None = N
         overhead_tokens=lp.overhead_tokens, use_truncated_errors=cfg.fusion.use_truncated_errors, seed=cfg.seed,
         system_prompt=cfg.fusion.system_prompt, reflections=tuple(prompts["reflections"]), feedback=tuple(prompts["feedback"]),
     )
+
+
+def problem_pools(verified_path: Path) -> Iterator[ProblemPool]:
+    """The verified pool's problems, one at a time, in pool order (each call reads the file again)."""
+    for row in verified_rows(verified_path):
+        yield to_problem_pools([row])[0]
 
 
 def _git_sha() -> str | None:
@@ -75,22 +88,15 @@ def build_dataset(cfg: BuildDataConfig, resolved_config: dict | None = None, all
 def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sampling: bool, started: float,
                    prompts: dict, data_id: str, out_dir: Path) -> Path:
     verified_path, verify_report = verified_pool(cfg, allow_sampling)
-    rows = list(verified_rows(verified_path))
     if verify_report["verdicts"].get("unknown"):
         log.warning("%d of %d samples could not be judged (unknown: outside r, never fused): %s",
                     verify_report["verdicts"]["unknown"], verify_report["samples"],
                     ", ".join(f"{k}={v}" for k, v in verify_report.get("unknown_reasons", {}).items()))
     count, counter_used = budget_counter(cfg.length_policy.tokenizer)
-    pools = to_problem_pools(rows)
     calibration_identity = {k: v for k, v in data_identity(cfg, prompts).items() if k != "pool"}
-    alpha, alpha_record = resolve_alpha(cfg, pools, verified_path, fusion_settings(cfg, prompts, policy="none"), count,
-                                        calibration_identity)
+    alpha, alpha_record = resolve_alpha(cfg, problem_pools(verified_path), verified_path,
+                                        fusion_settings(cfg, prompts, policy="none"), count, calibration_identity)
     settings = fusion_settings(cfg, prompts, alpha)
-    fused, outcomes = fuse_pools(pools, settings, count)
-    for row in fused:
-        row["data_id"] = data_id
-    stats = dataset_stats(outcomes, settings) | {"alpha_calibration": alpha_record}
-    stats["unknown_reasons"] = verify_report.get("unknown_reasons", {})
     manifest = {
         "data_id": data_id,
         "identity": data_identity(cfg, prompts),
@@ -102,12 +108,22 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         "verification": verify_report,
         "alpha": alpha_record,
         "token_counter": {"configured": cfg.length_policy.tokenizer, "used": counter_used or PROXY_COUNTER},
-        "counts": stats["counts"],
-        "rows": len(fused),
+        "counts": None,
+        "rows": None,
         "wall_time_s": None,
     }
     with atomic_directory(out_dir) as tmp:
-        write_jsonl(tmp / "data.jsonl", fused)
+        outcomes = Outcomes()
+        with JsonlWriter(tmp / "data.jsonl") as out:
+            for pool in problem_pools(verified_path):
+                row, outcome = fuse_problem(pool, settings, count)
+                outcomes.add(outcome)
+                if row is not None:
+                    row["data_id"] = data_id
+                    out.write(row)
+        stats = dataset_stats(outcomes, settings) | {"alpha_calibration": alpha_record}
+        stats["unknown_reasons"] = verify_report.get("unknown_reasons", {})
+        manifest["counts"], manifest["rows"] = stats["counts"], out.rows
         write_json(tmp / "stats.json", stats)
         if cfg.plots:
             from trajfusion.data.plots import plot_dataset
@@ -117,7 +133,7 @@ def _build_dataset(cfg: BuildDataConfig, resolved_config: dict | None, allow_sam
         write_json(tmp / "manifest.json", manifest)
         write_dataset_card(tmp, manifest, stats)  # README.md for the hub and load_dataset(DIR)
     log.info("\n%s", summary_table(stats, out_dir))
-    stage("data     built %s: %d rows in %.1fs", out_dir.name, len(fused), manifest["wall_time_s"])
+    stage("data     built %s: %d rows in %.1fs", out_dir.name, manifest["rows"], manifest["wall_time_s"])
     from trajfusion.lineage import log_data_run
 
     log_data_run((resolved_config or {}).get("wandb"), out_dir, data_root(cfg), (resolved_config or {}).get("run_name"))
@@ -133,9 +149,8 @@ def calibrate(cfg: BuildDataConfig) -> dict:
     `length_policy.alpha=auto` picks for the target (the same search, the same fused-count table)."""
     prompts = load_prompts(cfg)
     verified_path, _ = verified_pool(cfg)
-    rows = list(verified_rows(verified_path))
     lp = cfg.length_policy
-    result = calibration_report(cfg, to_problem_pools(rows), fusion_settings(cfg, prompts, policy="none"),
+    result = calibration_report(cfg, problem_pools(verified_path), fusion_settings(cfg, prompts, policy="none"),
                                 budget_counter(lp.tokenizer)[0])
     result["pool"] = str(verified_path)
     out = pool_dir(cfg) / f"calibration-curve-{cfg.selector.name}-kmax{lp.k_max}.json"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
-from trajfusion.core.build import FusionSettings, Outcome
-from trajfusion.data.report import spearman
+from trajfusion.core.build import FusionSettings
+from trajfusion.data.report import Outcomes, spearman
 
 
 def _pyplot():
@@ -19,12 +18,12 @@ def _pyplot():
     return plt
 
 
-def plot_dataset(outcomes: Sequence[Outcome], settings: FusionSettings, out_dir: Path) -> list[str]:
+def plot_dataset(outcomes: Outcomes, settings: FusionSettings, out_dir: Path) -> list[str]:
     """Write the four plots into `out_dir`; returns their file names."""
     plt = _pyplot()
-    judged = [o for o in outcomes if o.stats.n_judged]
-    erring = [o for o in judged if o.stats.n_wrong]
-    kept = [o for o in outcomes if o.dropped is None]
+    judged = [o for o in outcomes.problems if o.n_judged]
+    erring = [o for o in judged if o.n_wrong]
+    kept = [o for o in outcomes.problems if o.dropped is None]
     written = []
 
     def save(fig, name: str) -> None:
@@ -34,13 +33,13 @@ def plot_dataset(outcomes: Sequence[Outcome], settings: FusionSettings, out_dir:
         written.append(name)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist([o.stats.error_rate for o in judged], bins=20, range=(0, 1), color="#4c72b0", edgecolor="white")
+    ax.hist([o.error_rate for o in judged], bins=20, range=(0, 1), color="#4c72b0", edgecolor="white")
     ax.set(xlabel="error rate r = wrong / K", ylabel="problems", title=f"Teacher error rate ({len(judged)} problems)")
     save(fig, "error_rate_hist.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    rho = spearman([o.stats.error_rate for o in erring], [o.stats.entropy_bits for o in erring])
-    ax.scatter([o.stats.error_rate for o in erring], [o.stats.entropy_bits for o in erring], s=8, alpha=0.5, color="#dd8452")
+    rho = spearman([o.error_rate for o in erring], [o.entropy_bits for o in erring])
+    ax.scatter([o.error_rate for o in erring], [o.entropy_bits for o in erring], s=8, alpha=0.5, color="#dd8452")
     ax.set(xlabel="error rate r", ylabel="entropy of wrong answers (bits)", title=f"Error diversity vs error rate (Spearman ρ = {rho})")
     save(fig, "entropy_vs_error_rate.png")
 

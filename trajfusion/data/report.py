@@ -6,8 +6,44 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
+from typing import NamedTuple
 
 from trajfusion.core.build import DROP_REASONS, FusionSettings, Outcome
+
+
+class ProblemSummary(NamedTuple):
+    """One problem's outcome as stats.json and the plots read it: numbers only (about 0.2 KB)."""
+
+    dropped: str | None
+    n_judged: int
+    n_wrong: int
+    u: int
+    entropy_bits: float
+    k: int
+    n_errors: int
+    errors_dropped_for_budget: int
+    n_tokens: int | None
+    rft_tokens: int | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.n_wrong / self.n_judged if self.n_judged else 0.0  # ProblemStats.error_rate, the same float
+
+
+class Outcomes:
+    """The outcomes of a dataset's problems, collected while its rows stream to disk: a summary per
+    problem, and the fused errors counted per teacher model (not a list of names per row)."""
+
+    def __init__(self) -> None:
+        self.problems: list[ProblemSummary] = []
+        self.error_models: Counter[str] = Counter()
+
+    def add(self, o: Outcome) -> None:
+        s = o.stats
+        self.problems.append(ProblemSummary(o.dropped, s.n_judged, s.n_wrong, s.u, s.entropy_bits, o.k, o.n_errors,
+                                            o.errors_dropped_for_budget, o.n_tokens, o.rft_tokens))
+        if o.dropped is None:
+            self.error_models.update(o.error_models)  # in row order: ties of most_common() keep first appearance
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -39,14 +75,15 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(mean(values), 4) if values else None
 
 
-def dataset_stats(outcomes: Sequence[Outcome], settings: FusionSettings) -> dict:
-    kept = [o for o in outcomes if o.dropped is None]
-    erring = [o for o in outcomes if o.stats.n_wrong > 0]
-    dropped = Counter(o.dropped for o in outcomes if o.dropped)
+def dataset_stats(outcomes: Outcomes, settings: FusionSettings) -> dict:
+    problems = outcomes.problems
+    kept = [o for o in problems if o.dropped is None]
+    erring = [o for o in problems if o.n_wrong > 0]
+    dropped = Counter(o.dropped for o in problems if o.dropped)
     n_errors = [o.n_errors for o in kept]
     return {
         "counts": {
-            "problems_in": len(outcomes),
+            "problems_in": len(problems),
             "kept": len(kept),
             "dropped": {reason: dropped.get(reason, 0) for reason in DROP_REASONS},
             "errors_dropped_for_budget": sum(o.errors_dropped_for_budget for o in kept),
@@ -56,9 +93,9 @@ def dataset_stats(outcomes: Sequence[Outcome], settings: FusionSettings) -> dict
         "k_max": settings.k_max,
         "alpha": settings.alpha,
         "mean": {
-            "r": _mean([o.stats.error_rate for o in kept]),
-            "u": _mean([o.stats.u for o in kept]),
-            "entropy_bits": _mean([o.stats.entropy_bits for o in kept]),
+            "r": _mean([o.error_rate for o in kept]),
+            "u": _mean([o.u for o in kept]),
+            "entropy_bits": _mean([o.entropy_bits for o in kept]),
             "k": _mean([o.k for o in kept]),
             "n_errors": _mean(n_errors),
             "tokens": _mean([o.n_tokens for o in kept if o.n_tokens is not None]),
@@ -66,9 +103,9 @@ def dataset_stats(outcomes: Sequence[Outcome], settings: FusionSettings) -> dict
         },
         "p_errors_at_least": {str(j): _mean([n >= j for n in n_errors]) for j in range(1, settings.k_max + 1)},
         "n_errors_histogram": {str(k): v for k, v in sorted(Counter(n_errors).items())},
-        "spearman_error_rate_vs_entropy": spearman([o.stats.error_rate for o in erring], [o.stats.entropy_bits for o in erring]),
+        "spearman_error_rate_vs_entropy": spearman([o.error_rate for o in erring], [o.entropy_bits for o in erring]),
         "tokens_total": sum(o.n_tokens or 0 for o in kept),
-        "error_models": dict(Counter(m for o in kept for m in o.error_models).most_common()),
+        "error_models": dict(outcomes.error_models.most_common()),
     }
 
 
