@@ -14,6 +14,7 @@ import argparse
 import logging
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from trajfusion.core.fusion import SEGMENT_KINDS
@@ -60,21 +61,37 @@ def final_answer(row: dict) -> str | None:
     return extract_answer(text[last["start"] : last["end"]], ("boxed",))
 
 
-def audit_dataset(path: str | Path, workers: int = 2) -> dict:
-    """Counts of checked rows and, per failing row id, what is wrong."""
+def audit_dataset(path: str | Path, workers: int = 2, chunk: int = 4096) -> dict:
+    """Counts of checked rows and, per failing row id, what is wrong. Rows stream through in chunks of
+    `chunk`: memory holds a chunk's answers and the failures, never the dataset."""
     from trajfusion.data.verification import VerifierPool
 
     path = Path(path)
     data = path / "data.jsonl" if path.is_dir() else path
-    rows = [row for _, row in read_jsonl(data)]
-    failures = {row["id"]: row_problems(row) for row in rows}
+    failures: dict[str, list[str]] = {}
+    rows = 0
     with VerifierPool(workers=workers, progress=False) as verifier:
-        verdicts = verifier.check_many([(row["answer"], final_answer(row) or "") for row in rows], desc="audit answers")
-    for row, verdict in zip(rows, verdicts):
-        if verdict != Verdict.CORRECT:
-            failures[row["id"]].append(f"final answer does not verify as the reference ({verdict.value})")
-    failures = {k: v for k, v in failures.items() if v}
-    return {"rows": len(rows), "failing_rows": len(failures), "failures": failures}
+        for batch in _chunks((row for _, row in read_jsonl(data)), chunk):
+            rows += len(batch)
+            verdicts = verifier.check_many([(answer, final or "") for _, answer, final, _ in batch], desc="audit answers")
+            for (rid, _, _, found), verdict in zip(batch, verdicts):
+                if verdict != Verdict.CORRECT:
+                    found.append(f"final answer does not verify as the reference ({verdict.value})")
+                if found:
+                    failures[rid] = found
+    return {"rows": rows, "failing_rows": len(failures), "failures": failures}
+
+
+def _chunks(rows, size: int) -> Iterator[list[tuple[str, str, str | None, list[str]]]]:
+    """(id, reference answer, final answer, structural problems) of each row, `size` rows at a time."""
+    batch = []
+    for row in rows:
+        batch.append((row["id"], row["answer"], final_answer(row), row_problems(row)))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def main(argv: list[str] | None = None) -> int:
