@@ -10,9 +10,11 @@ teacher's: a U-shaped spread of error rates (many problems almost always right, 
 wrong, the rest mixed, as in the paper's Figure 1), more distinct wrong answers at higher error rates,
 integer and fraction answers, and log-normal trace lengths around `--chars`.
 
-With `--reuse-verified` each size is built twice on one data root and the second build is the one
-measured: another selector, so a new dataset (α calibration and fusion) from the verified pool the first
-build left: the second half of the data stage alone (verified pool → fused dataset).
+With `--reuse-verified` each size is built twice on one data root: the first build (`all`: pool →
+verified pool → dataset), then another selector (`fuse`: a new dataset, α calibration and fusion, from
+the verified pool the first build left: the second half of the data stage alone). The ratio compares
+the last build of each size. `CPU s` is the user + system time of the build and all its processes
+(polled like the memory, so at most the last 50 ms of each process is missed).
 
 The last line is `peak RSS ratio <largest N>/<smallest N>: X`: a data stage whose memory is bounded by
 a chunk of problems keeps it near 1; one that holds the pool grows with N.
@@ -78,14 +80,25 @@ def write_pool(path: Path, problems: int, samples: int, chars: int, seed: int) -
     return text_bytes
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(RSS of the process, RSS of the process and all its descendants), in bytes."""
+def _tree(proc: psutil.Process, cpu: dict[int, float]) -> tuple[int, int]:
+    """(RSS of the process, RSS of the process and all its descendants), in bytes; records each process's
+    CPU seconds (user + system) so far in `cpu`, by pid: the workers' time counts even when nobody waits
+    for them (a forkserver's children)."""
     try:
-        own = proc.memory_info().rss
-        total = own + sum(c.memory_info().rss for c in proc.children(recursive=True) if c.is_running())
-        return own, total
+        procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0, 0
+    own = total = 0
+    for p in procs:
+        try:
+            with p.oneshot():
+                rss, times = p.memory_info().rss, p.cpu_times()
+        except psutil.Error:
+            continue
+        own = rss if p is proc else own
+        total += rss
+        cpu[p.pid] = times.user + times.system
+    return own, total
 
 
 def run_build(pool: Path, data_root: Path, extra: list[str]) -> dict:
@@ -95,6 +108,7 @@ def run_build(pool: Path, data_root: Path, extra: list[str]) -> dict:
            f"hydra.run.dir={data_root}/hydra", *extra]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
     peak = {"own": 0, "tree": 0}
+    cpu: dict[int, float] = {}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watched = psutil.Process(proc.pid)
@@ -102,7 +116,7 @@ def run_build(pool: Path, data_root: Path, extra: list[str]) -> dict:
 
     def poll() -> None:
         while not done.is_set():
-            own, tree = _tree_rss(watched)
+            own, tree = _tree(watched, cpu)
             peak["own"], peak["tree"] = max(peak["own"], own), max(peak["tree"], tree)
             done.wait(0.05)
 
@@ -114,7 +128,7 @@ def run_build(pool: Path, data_root: Path, extra: list[str]) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"build_data.py failed (exit {proc.returncode}) on {pool}:\n{output[-3000:]}")
-    return {"wall_s": wall, "peak_rss": peak["tree"], "peak_rss_main": peak["own"]}
+    return {"wall_s": wall, "cpu_s": sum(cpu.values()), "peak_rss": peak["tree"], "peak_rss_main": peak["own"]}
 
 
 def main() -> None:
@@ -135,25 +149,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tf-scale-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = []
-        header = f"{'problems':>9} {'samples':>9} {'text MB':>9} {'wall s':>8} {'peak RSS MB':>12} {'main RSS MB':>12} {'samples/s':>10}"
-        if args.reuse_verified:
-            print(f"second build ({second[0]}) from a reused verified pool: fusion only", flush=True)
-        print(header, flush=True)
+        results: dict[str, list[dict]] = {}
+        print(f"{'build':>5} {'problems':>9} {'samples':>9} {'text MB':>9} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12} "
+              f"{'main RSS MB':>12} {'samples/s':>10}", flush=True)
         for n in sorted(args.problems):
             pool = work / f"pool-{n}x{args.samples}-{args.chars}.jsonl.gz"
             text_bytes = write_pool(pool, n, args.samples, args.chars, args.seed)
-            r = run_build(pool, work / f"root-{n}", args.overrides)
-            if args.reuse_verified:
-                r = run_build(pool, work / f"root-{n}", [*args.overrides, *second])
-            r |= {"problems": n, "samples": n * args.samples, "text_mb": text_bytes / 2**20}
-            results.append(r)
-            print(f"{n:>9} {r['samples']:>9} {r['text_mb']:>9.1f} {r['wall_s']:>8.1f} {r['peak_rss'] / 2**20:>12.0f} "
-                  f"{r['peak_rss_main'] / 2**20:>12.0f} {r['samples'] / r['wall_s']:>10.0f}", flush=True)
-    small, large = results[0], results[-1]
-    if large["wall_s"] > small["wall_s"]:  # start-up (imports, verifier workers) cancels out
-        rate = (large["samples"] - small["samples"]) / (large["wall_s"] - small["wall_s"])
-        print(f"marginal rate {small['problems']}→{large['problems']}: {rate:.0f} samples/s")
+            builds = [("all", args.overrides)] + ([("fuse", [*args.overrides, *second])] if args.reuse_verified else [])
+            for kind, overrides in builds:
+                r = run_build(pool, work / f"root-{n}", overrides)
+                r |= {"problems": n, "samples": n * args.samples, "text_mb": text_bytes / 2**20}
+                print(f"{kind:>5} {n:>9} {r['samples']:>9} {r['text_mb']:>9.1f} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+                      f"{r['peak_rss'] / 2**20:>12.0f} {r['peak_rss_main'] / 2**20:>12.0f} {r['samples'] / r['wall_s']:>10.0f}",
+                      flush=True)
+                results.setdefault(kind, []).append(r)
+    for kind, runs in results.items():
+        small, large = runs[0], runs[-1]
+        if large["wall_s"] > small["wall_s"]:  # start-up (imports, verifier workers) cancels out
+            rate = (large["samples"] - small["samples"]) / (large["wall_s"] - small["wall_s"])
+            cpu = (large["cpu_s"] - small["cpu_s"]) / (large["samples"] - small["samples"])
+            print(f"marginal {kind} {small['problems']}→{large['problems']}: {rate:.0f} samples/s, {cpu * 1e3:.2f} CPU ms/sample")
     print(f"peak RSS ratio {large['problems']}/{small['problems']}: {large['peak_rss'] / small['peak_rss']:.2f}")
 
 
