@@ -1,4 +1,5 @@
-"""GPU-hours of a paper preset from token counts and the throughputs assumed in conf/cost_model.yaml.
+"""GPU-hours of a paper preset from token counts and the throughputs assumed in conf/cost_model.yaml,
+and the CPU time of its data stage from the rate benchmarks/data_scale.py measured.
 
     python -m trajfusion.cost_model              # markdown table of every preset (pasted in README)
 
@@ -36,6 +37,8 @@ class Cost:
     sampling_tps: float
     train_tps: float
     eval_tps: float
+    verify_cpu_s: float = 0.0  # data stage, pool → verified pool (extract, verify, group)
+    fuse_cpu_s: float = 0.0  # data stage, verified pool → dataset (α table, fusion, write)
 
     def gpu_hours(self) -> dict[str, float]:
         return {
@@ -43,6 +46,12 @@ class Cost:
             "training": self.train_tokens / self.train_tps / 3600,
             "evaluation": self.eval_tokens / self.eval_tps / 3600,
         }
+
+    def data_hours(self, shards: int = 1) -> dict[str, float]:
+        """CPU-hours of the data stage, and its wall-clock hours when each of `shards` array tasks verifies
+        its share (one core each) and the fuse job then fuses alone."""
+        return {"cpu": (self.verify_cpu_s + self.fuse_cpu_s) / 3600,
+                "wall": (self.verify_cpu_s / shards + self.fuse_cpu_s) / 3600}
 
 
 def benchmark_problems(task: str) -> int:
@@ -66,6 +75,7 @@ def estimate(experiment: str, cfg: DictConfig, assumptions: dict) -> Cost:
     from trajfusion.pipeline import evaluation_overrides
 
     sampling, training, evaluation = assumptions["sampling"], assumptions["training"], assumptions["evaluation"]
+    data_rates = assumptions["data"]["cpu_ms_per_sample"]
     teacher, data_name = cfg.teacher.name, cfg.data.name
     problems = sampling["problems"][data_name]
     if cfg.data.limit:
@@ -87,6 +97,8 @@ def estimate(experiment: str, cfg: DictConfig, assumptions: dict) -> Cost:
         sampling_tps=sampling["tokens_per_s"].get(teacher, 1.0),
         train_tps=training["tokens_per_s_per_gpu"]["long_context" if long_context else "standard"],
         eval_tps=evaluation["tokens_per_s"],
+        verify_cpu_s=samples * data_rates.get(teacher, data_rates["default"])["verify"] / 1000,
+        fuse_cpu_s=samples * data_rates.get(teacher, data_rates["default"])["fuse"] / 1000,
     )
 
 
@@ -100,14 +112,15 @@ def markdown_table() -> str:
     from trajfusion.pipeline import compose
 
     assumptions = load_assumptions()
-    lines = ["| experiment | problems | samples | train rows × epochs | eval generations | GPU-h sampling | GPU-h training | GPU-h evaluation |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| experiment | problems | samples | train rows × epochs | eval generations | GPU-h sampling | GPU-h training | GPU-h evaluation | CPU-h data |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in presets():
         cfg, _ = compose("train", [f"experiment={name}"])
         cost = estimate(name, cfg, assumptions)
         hours = cost.gpu_hours()
         lines.append(f"| `{name}` | {cost.problems:,} | {cost.samples:,} | {cost.train_rows:,} × {int(cfg.student.epochs)} | "
-                     f"{cost.eval_generations:,} | {hours['sampling']:,.1f} | {hours['training']:,.1f} | {hours['evaluation']:,.1f} |")
+                     f"{cost.eval_generations:,} | {hours['sampling']:,.1f} | {hours['training']:,.1f} | {hours['evaluation']:,.1f} | "
+                     f"{cost.data_hours()['cpu']:,.2f} |")
     return "\n".join(lines)
 
 

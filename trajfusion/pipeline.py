@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"GPU-hours: conf/cost_model.yaml has no throughput for {exc} (a CPU preset?)")
         else:
             print("GPU-hours (assumed throughputs, conf/cost_model.yaml): " + ", ".join(f"{k} {v:,.1f}" for k, v in cost.gpu_hours().items()))
+            data = cost.data_hours(args.shards)
+            print(f"data stage (CPU, measured rate, conf/cost_model.yaml): {data['cpu']:,.2f} CPU-h; about {data['wall']:,.2f} h "
+                  f"wall with verification spread over the {args.shards} array tasks")
     else:
         print(" -> ".join(f"{name} {job_id}" for name, job_id in ids.items()))
         if args.wait:
