@@ -193,8 +193,14 @@ def checkpoints(run_dir: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists())
 
 
-def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(tmp_path):
-    data_root = tmp_path
+@pytest.fixture(scope="module")
+def replay_root(tmp_path_factory) -> Path:
+    """One data root for the train.sbatch tests: the bundled pool is verified and its dataset built once."""
+    return tmp_path_factory.mktemp("replay")
+
+
+def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(replay_root):
+    data_root = replay_root
     # a wider tiny model so each step takes a moment and the signals land mid-run; only pre-emption checkpoints
     steps = 40  # three interruptions take a few steps each
     args = [*TINY, *WIDE, f"training.max_steps={steps}",
@@ -295,8 +301,8 @@ def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point_a
 # ----------------------------------------------------------------------------- multi-rank
 
 
-def test_two_deepspeed_ranks_through_train_sbatch(tmp_path):
-    data_root = tmp_path
+def test_two_deepspeed_ranks_through_train_sbatch(replay_root):
+    data_root = replay_root
     job_id = sbatch(data_root, "--gpus-per-node=0", "--cpus-per-task=2", "--oversubscribe", f"--partition={PARTITION}",
                     "--export=ALL,RUN_NAME=zero2", "slurm/train.sbatch", *TINY, "deepspeed=zero2", "student.global_batch_size=4",
                     "training.max_steps=2", RANKS_PER_NODE="2")
