@@ -244,10 +244,11 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(replay_root)
 
 def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point_and_requeues_the_right_one(tmp_path):
     """Two points as one SLURM array; point k_max=2 gets submitit's pre-timeout signal (USR2) mid-training: it saves
-    a checkpoint in its own run directory, submitit requeues it, the requeued job resumes from that checkpoint and
-    ends with the loss trail of an uninterrupted run of the point; point k_max=1 runs through untouched."""
+    a checkpoint in its own run directory and submitit requeues it; then `scontrol requeue` (SIGTERM, as pre-emption):
+    it saves again and leaves no result, so the sweep waits for the requeued job. That one resumes from the point's
+    last checkpoint and ends with the loss trail of an uninterrupted run of the point; point k_max=1 runs untouched."""
     data_root = tmp_path
-    steps = 24
+    steps = 30
     # (few overrides: Hydra names each point's directory after them, and a file name has 255 bytes at most)
     point = [*TINY, *WIDE, f"training.max_steps={steps}"]  # save_steps (200) > steps: only pre-emption saves mid-run
     command = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *point, "length_policy.k_max=1,2",
@@ -267,8 +268,13 @@ def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point_a
         reference = subprocess.Popen([sys.executable, "train.py", *point, "length_policy.k_max=2", f"paths.data_root={data_root}",
                                       f"hydra.run.dir={data_root}/runs/reference"],
                                      cwd=ROOT, env=env(data_root, **threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        saved = wait_until(lambda: max(checkpoints(run_dir), default=0), "a checkpoint on USR2", 120)
+        first = wait_until(lambda: max(checkpoints(run_dir), default=0), "a checkpoint on USR2", 120)
         wait_until(lambda: int(job(job_id).get("Restarts", 0)) >= 1, "submitit's requeue", 120)
+        # then the way pre-emption ends a job: SIGTERM to every process; the point saves and leaves no result behind
+        wait_until(lambda: max(losses(run_dir), default=0) >= first + 2, f"two steps after checkpoint-{first}", 300, 0.05)
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        saved = wait_until(lambda: max((c for c in checkpoints(run_dir) if c > first), default=0), "a checkpoint on requeue", 120)
+        wait_until(lambda: int(job(job_id).get("Restarts", 0)) >= 2, "the requeue", 120)
         out, err = sweep.communicate(timeout=600)
     finally:
         sweep.kill()
@@ -285,7 +291,7 @@ def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point_a
     assert resumed["resumed_from"] == str(run_dir / f"checkpoint-{saved}")  # its own checkpoint, not the other point's
     assert resumed["global_step"] == steps and not resumed["preempted"]
     assert "Requeued job" in (data_root / "submitit" / job_id / f"{job_id}_0_log.out").read_text()
-    assert len(wandb_run_ids(run_dir)) == 2 and len(set(wandb_run_ids(run_dir))) == 1  # two jobs, one W&B run
+    assert len(wandb_run_ids(run_dir)) == 3 and len(set(wandb_run_ids(run_dir))) == 1  # three jobs, one W&B run
     other = Path(untouched["run_dir"])
     assert untouched["resumed_from"] is None and not untouched["preempted"] and untouched["global_step"] == steps
     assert not checkpoints(other) or max(checkpoints(other)) == steps  # no pre-emption save there
