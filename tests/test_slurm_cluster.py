@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITION = "debug"
@@ -21,6 +23,7 @@ CPU_JOB = ["--gpus-per-node=0", "--cpus-per-task=1", "--oversubscribe", f"--part
 # the bundled replay pool (no sampling), the random tiny student, short sequences
 TINY = ["student=tiny_random", "data.limit=8", "student.max_seq_len=1024", "student.global_batch_size=2",
         "student.micro_batch_size=1", "progress=false", "plots=false"]
+WIDE = ["student.tiny.hidden_size=256", "student.tiny.intermediate_size=512"]  # steps long enough for a signal to land mid-run
 
 
 def scheduler_problem() -> str | None:
@@ -104,6 +107,12 @@ def losses(run_dir: Path) -> dict[int, float]:
     return by_step
 
 
+def wandb_run_ids(run_dir: Path) -> list[str]:
+    """The W&B run id of each offline run directory (one per job that ran it)."""
+    return sorted(p.name.rsplit("-", 1)[1] for p in run_dir.glob("wandb/offline-run-*"))
+
+
+
 # ----------------------------------------------------------------------------- the job graph, twice at once
 
 
@@ -152,6 +161,31 @@ def test_two_pipelines_sharing_a_pool_sample_it_once(two_pipelines):
     assert len(runs) == 2 and runs[0] != runs[1]
 
 
+def test_two_jobs_verifying_at_once_share_one_verdict_cache(tmp_path):
+    """Two fuse jobs submitted together verify the bundled pool (two verifier timeouts: two verified pools, the same
+    verdict keys) into one <data_root>/cache/verify.sqlite: both finish, the cache is intact, in rollback-journal
+    mode, and holds every verdict a job needed exactly once."""
+    data_root = tmp_path
+    ids = [sbatch(data_root, *CPU_JOB, "slurm/fuse.sbatch", "data.limit=8", f"verifier.timeout_s={timeout}",
+                  "progress=false", "plots=false") for timeout in (5, 6)]
+    for job_id in ids:
+        wait_job(data_root, job_id, 300)
+    (start_a, end_a), (start_b, end_b) = ((job(j)["StartTime"], job(j)["EndTime"]) for j in ids)
+    assert start_a <= end_b and start_b <= end_a  # they ran at the same time
+    [pool] = (data_root / "pools").iterdir()
+    reports = [json.loads(p.read_text()) for p in pool.glob("verified-*.report.json")]
+    assert len(reports) == 2
+    # every distinct (gold, pred) pair a job sent to the verifier was either computed or found in the cache
+    needed = [sum(r[k]["cache_hits"] + r[k]["computed"] for k in ("answer_checks", "grouping_checks")) for r in reports]
+    db = data_root / "cache" / "verify.sqlite"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        rows = con.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+    assert needed[0] == needed[1] == rows > 0, (needed, rows)  # nothing lost, nothing stored twice
+    assert not list(db.parent.glob("verify.sqlite-*"))  # no WAL or journal left behind
+
+
 # ----------------------------------------------------------------------------- pre-emption
 
 
@@ -159,11 +193,17 @@ def checkpoints(run_dir: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists())
 
 
-def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(tmp_path):
-    data_root = tmp_path
+@pytest.fixture(scope="module")
+def replay_root(tmp_path_factory) -> Path:
+    """One data root for the train.sbatch tests: the bundled pool is verified and its dataset built once."""
+    return tmp_path_factory.mktemp("replay")
+
+
+def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(replay_root):
+    data_root = replay_root
     # a wider tiny model so each step takes a moment and the signals land mid-run; only pre-emption checkpoints
-    steps = 60
-    args = [*TINY, "student.tiny.hidden_size=256", "student.tiny.intermediate_size=512", f"training.max_steps={steps}",
+    steps = 40  # three interruptions take a few steps each
+    args = [*TINY, *WIDE, f"training.max_steps={steps}",
             "training.save_steps=1000", "training.save_final=false"]
     job_id = sbatch(data_root, *CPU_JOB, "--export=ALL,RUN_NAME=preempted", "slurm/train.sbatch", *args)
     run_dir = data_root / "runs" / "preempted"
@@ -183,8 +223,8 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(tmp_path):
             subprocess.run(["scancel", "--signal=TERM", "--full", job_id], check=True)
         else:
             subprocess.run(["scontrol", "requeue", job_id], check=True)
-        if how != "requeue":  # scontrol requeue: the job resumes from the last checkpoint (steps since are redone)
-            wait_until(lambda: max(checkpoints(run_dir), default=0) > saved, f"a checkpoint on {how}", 120)
+        # requeue: SIGCONT and SIGTERM to every process of the job (the W&B service too), SIGKILL KillWait (30 s) later
+        wait_until(lambda: max(checkpoints(run_dir), default=0) > saved, f"a checkpoint on {how}", 120)
         assert not (run_dir / "manifest.json").exists() or json.loads((run_dir / "manifest.json").read_text())["preempted"]
         wait_until(lambda: int(job(job_id).get("Restarts", 0)) >= restarts, f"the requeue after {how}", 120)
     wait_job(data_root, job_id, 300)
@@ -192,6 +232,7 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["resumed_from"] and manifest["global_step"] == steps and not manifest["preempted"]
     assert checkpoints(run_dir)[-1] == steps  # the last step's save (save_total_limit 2 dropped the first)
+    assert len(wandb_run_ids(run_dir)) == 4 and len(set(wandb_run_ids(run_dir))) == 1  # four jobs, one W&B run
     expected, got = losses(data_root / "runs" / "reference"), losses(run_dir)
     assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
     for step, loss in expected.items():
@@ -201,30 +242,73 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(tmp_path):
 # ----------------------------------------------------------------------------- submitit multirun
 
 
-def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point(tmp_path):
+def test_a_submitit_multirun_gives_one_job_run_dataset_and_wandb_run_per_point_and_requeues_the_right_one(tmp_path):
+    """Two points as one SLURM array; point k_max=2 gets submitit's pre-timeout signal (USR2) mid-training: it saves
+    a checkpoint in its own run directory and submitit requeues it; then `scontrol requeue` (SIGTERM, as pre-emption):
+    it saves again and leaves no result, so the sweep waits for the requeued job. That one resumes from the point's
+    last checkpoint and ends with the loss trail of an uninterrupted run of the point; point k_max=1 runs untouched."""
     data_root = tmp_path
-    command = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *TINY, "training.max_steps=2", "length_policy.k_max=1,2",
+    steps = 30
+    # (few overrides: Hydra names each point's directory after them, and a file name has 255 bytes at most)
+    point = [*TINY, *WIDE, f"training.max_steps={steps}"]  # save_steps (200) > steps: only pre-emption saves mid-run
+    command = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", *point, "length_policy.k_max=1,2",
                f"paths.data_root={data_root}", f"hydra.launcher.partition={PARTITION}", "hydra.launcher.tasks_per_node=1",
-               "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10",
+               "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=20",
                f"hydra.launcher.submitit_folder={data_root}/submitit/%j"]
-    proc = subprocess.run(command, cwd=ROOT, env=env(data_root), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    threads = {"OMP_NUM_THREADS": "1"}  # the jobs inherit it; the reference run below uses it too: same sums
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env(data_root, **threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        run_dir = wait_until(lambda: next((data_root / "runs" / "multirun").glob("*/*length_policy.k_max=2,*"), None),
+                             "the run directory of point k_max=2", 300)
+        wait_until(lambda: max(losses(run_dir), default=0) >= 2, "two steps of point k_max=2", 300, 0.05)
+        job_id = str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.job.id)  # <array>_<task>
+        SUBMITTED.append(job_id.split("_")[0])
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # to the job's srun step, as submitit's --signal
+        reference = subprocess.Popen([sys.executable, "train.py", *point, "length_policy.k_max=2", f"paths.data_root={data_root}",
+                                      f"hydra.run.dir={data_root}/runs/reference"],
+                                     cwd=ROOT, env=env(data_root, **threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        first = wait_until(lambda: max(checkpoints(run_dir), default=0), "a checkpoint on USR2", 120)
+        wait_until(lambda: int(job(job_id).get("Restarts", 0)) >= 1, "submitit's requeue", 120)
+        # then the way pre-emption ends a job: SIGTERM to every process; the point saves and leaves no result behind
+        wait_until(lambda: max(losses(run_dir), default=0) >= first + 2, f"two steps after checkpoint-{first}", 300, 0.05)
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        saved = wait_until(lambda: max((c for c in checkpoints(run_dir) if c > first), default=0), "a checkpoint on requeue", 120)
+        wait_until(lambda: int(job(job_id).get("Restarts", 0)) >= 2, "the requeue", 120)
+        out, err = sweep.communicate(timeout=600)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 0, out[-3000:] + err[-5000:]
     tasks = [p.name for p in (data_root / "submitit").iterdir() if p.is_dir() and "_" in p.name]
     assert len(tasks) == 2 and len({t.split("_")[0] for t in tasks}) == 1, tasks  # one array, one task per point
-    manifests = [json.loads(p.read_text()) for p in (data_root / "runs" / "multirun").rglob("manifest.json") if "checkpoint" not in str(p)]
-    assert len(manifests) == 2
-    assert len({m["run_dir"] for m in manifests}) == 2 and len({m["data_id"] for m in manifests}) == 2
-    assert sorted(m["config"]["length_policy"]["k_max"] for m in manifests) == [1, 2]
-    for m in manifests:
-        assert len(list(Path(m["run_dir"]).glob("wandb/offline-run-*"))) == 1
+    manifests = {m["config"]["length_policy"]["k_max"]: m for m in
+                 (json.loads(p.read_text()) for p in (data_root / "runs" / "multirun").glob("*/*/manifest.json"))}
+    assert sorted(manifests) == [1, 2]
+    assert len({m["run_dir"] for m in manifests.values()}) == 2 and len({m["data_id"] for m in manifests.values()}) == 2
     assert len([p for p in (data_root / "fused").iterdir() if not p.name.startswith(".")]) == 2
+    resumed, untouched = manifests[2], manifests[1]
+    assert Path(resumed["run_dir"]) == run_dir
+    assert resumed["resumed_from"] == str(run_dir / f"checkpoint-{saved}")  # its own checkpoint, not the other point's
+    assert resumed["global_step"] == steps and not resumed["preempted"]
+    assert "Requeued job" in (data_root / "submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    assert len(wandb_run_ids(run_dir)) == 3 and len(set(wandb_run_ids(run_dir))) == 1  # three jobs, one W&B run
+    other = Path(untouched["run_dir"])
+    assert untouched["resumed_from"] is None and not untouched["preempted"] and untouched["global_step"] == steps
+    assert not checkpoints(other) or max(checkpoints(other)) == steps  # no pre-emption save there
+    assert len(wandb_run_ids(other)) == 1 and int(job(str(OmegaConf.load(other / ".hydra" / "hydra.yaml").hydra.job.id))["Restarts"]) == 0
+    assert sorted(losses(other)) == list(range(1, steps + 1))
+    assert reference.wait(300) == 0, reference.stderr.read()[-3000:]
+    expected, got = losses(data_root / "runs" / "reference"), losses(run_dir)
+    assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
+    for step, loss in expected.items():
+        assert got[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step
 
 
 # ----------------------------------------------------------------------------- multi-rank
 
 
-def test_two_deepspeed_ranks_through_train_sbatch(tmp_path):
-    data_root = tmp_path
+def test_two_deepspeed_ranks_through_train_sbatch(replay_root):
+    data_root = replay_root
     job_id = sbatch(data_root, "--gpus-per-node=0", "--cpus-per-task=2", "--oversubscribe", f"--partition={PARTITION}",
                     "--export=ALL,RUN_NAME=zero2", "slurm/train.sbatch", *TINY, "deepspeed=zero2", "student.global_batch_size=4",
                     "training.max_steps=2", RANKS_PER_NODE="2")

@@ -49,8 +49,8 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 PropagatePrioProcess=1   # jobs keep the nice value of the shell that submitted them (nice -n 10 make test)
 ReturnToService=2
-# a requeued job may start again after the credential lifetime (default 120 s): short here, for the requeue tests
-AuthInfo=cred_expire=10
+# a requeued job starts again only after the credential lifetime (default 120 s): the shortest Slurm takes, for the requeue tests
+AuthInfo=cred_expire=5
 MinJobAge=3600
 KillWait=30
 StateSaveLocation=/var/spool/slurmctld

@@ -73,7 +73,17 @@ class RunTracker(TrainerCallback):
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")
         if self.run is not None:
-            self.run.log(metrics, step=step)
+            self.to_wandb(lambda: self.run.log(metrics, step=step))
+
+    def to_wandb(self, call) -> None:
+        """One W&B call. Pre-emption and `scontrol requeue` send SIGTERM to every process of the job, the W&B
+        service too: the rank must still save its checkpoint at the step end, so a lost service ends W&B logging
+        for this job (metrics.jsonl keeps every value; the requeued job continues the W&B run)."""
+        try:
+            call()
+        except ConnectionError as exc:
+            log.warning("W&B service lost (%s: killed with the job on pre-emption?); logging to metrics.jsonl only", exc)
+            self.run = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         # resumed: the steps after the checkpoint are logged again; from scratch (killed before its first
@@ -93,11 +103,14 @@ class RunTracker(TrainerCallback):
         """Close the run; a final checkpoint becomes its output artifact (model-<run_name>, alias data_id).
         A preempted W&B sweep point is marked so the next agent resumes this run."""
         if self.run is not None:
-            self.run.summary.update(summary)
-            if checkpoint is not None:
-                import wandb
+            self.to_wandb(lambda: self._finish(summary, checkpoint, preempted))
 
-                self.run.log_artifact(lineage.checkpoint_artifact(wandb, checkpoint), aliases=["final", self.data_id])
-            if preempted:
-                self.run.mark_preempting()
-            self.run.finish(exit_code=75 if preempted else None)
+    def _finish(self, summary: dict, checkpoint: Path | None, preempted: bool) -> None:
+        self.run.summary.update(summary)
+        if checkpoint is not None:
+            import wandb
+
+            self.run.log_artifact(lineage.checkpoint_artifact(wandb, checkpoint), aliases=["final", self.data_id])
+        if preempted:
+            self.run.mark_preempting()
+        self.run.finish(exit_code=75 if preempted else None)

@@ -200,6 +200,11 @@ class PreemptionCallback(TrainerCallback):
         if callable(previous):
             log.warning("checkpoint saved: handing %s to the launcher's handler", signal.Signals(self.signalled).name)
             previous(self.signalled, None)
+        if self.signalled == signal.SIGTERM and "SUBMITIT_EXECUTOR" in os.environ:
+            # SLURM is ending this job (requeue, pre-emption): no result, or the sweep would take this stopped point
+            # for a finished one; the requeued job resumes from the checkpoint and returns the result
+            log.warning("checkpoint saved: leaving on SIGTERM without a result for submitit")
+            raise SystemExit(-1)
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = torch.tensor([float(self.signalled is not None or self.stop_file.exists())])
