@@ -205,7 +205,8 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(replay_root)
     steps = 40  # three interruptions take a few steps each
     args = [*TINY, *WIDE, f"training.max_steps={steps}",
             "training.save_steps=1000", "training.save_final=false"]
-    job_id = sbatch(data_root, *CPU_JOB, "--export=ALL,RUN_NAME=preempted", "slurm/train.sbatch", *args)
+    # REQUEUE_ON_TERM: as on a cluster whose pre-emption cancels (PreemptMode=CANCEL), SIGTERM requeues too
+    job_id = sbatch(data_root, *CPU_JOB, "--export=ALL,RUN_NAME=preempted,REQUEUE_ON_TERM=1", "slurm/train.sbatch", *args)
     run_dir = data_root / "runs" / "preempted"
     reference = None
     for restarts, how in enumerate(("USR1", "TERM", "requeue"), start=1):
@@ -237,6 +238,23 @@ def test_a_training_job_survives_timeout_signal_sigterm_and_requeue(replay_root)
     assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
     for step, loss in expected.items():
         assert got[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step
+
+
+def test_scancel_cancels_a_training_job_after_it_saved(replay_root):
+    """A plain scancel (SIGTERM to every process, the job CANCELLED) must end the job: the ranks save a checkpoint
+    to resume from later, and nothing requeues it."""
+    data_root = replay_root
+    args = [*TINY, *WIDE, "training.max_steps=200", "training.save_steps=1000", "training.save_final=false"]
+    job_id = sbatch(data_root, *CPU_JOB, "--export=ALL,RUN_NAME=cancelled", "slurm/train.sbatch", *args)
+    run_dir = data_root / "runs" / "cancelled"
+    wait_until(lambda: max(losses(run_dir), default=0) >= 2, "two training steps", 300, 0.05)
+    subprocess.run(["scancel", job_id], check=True)
+    wait_until(lambda: checkpoints(run_dir), "the checkpoint saved on scancel", 120)
+    wait_until(lambda: job(job_id).get("JobState") == "CANCELLED", "the job to end cancelled", 120)
+    time.sleep(8)  # a requeue would show within cred_expire (5 s) + 1 s
+    state = job(job_id)
+    assert state["JobState"] == "CANCELLED" and int(state.get("Restarts", 0)) == 0, state
+    assert "and requeue" not in log_of(data_root, job_id)
 
 
 # ----------------------------------------------------------------------------- submitit multirun
