@@ -93,3 +93,13 @@ def test_sampling_tasks_verify_what_they_sampled(compose, tmp_path, monkeypatch)
     assert {k: v for k, v in merged["pool"].items() if k not in timing} == {k: v for k, v in one["pool"].items() if k not in timing}
     assert [s["problems"] for s in merged["pool"]["shards"]] == [6, 5]
     assert not (merged_path.parent / "pool.jsonl.gz").exists()  # the merge never rebuilt the whole pool
+
+
+def test_chunks_end_at_a_count_of_problems_or_of_text():
+    from trajfusion.data.verified import _chunks
+
+    rows = [{"id": i, "samples": [{"text": "x" * 10}, {"text": None}]} for i in range(7)]
+    assert [len(c) for c in _chunks(rows, 3)] == [3, 3, 1]
+    assert [len(c) for c in _chunks(rows, 100, max_chars=25)] == [3, 3, 1]
+    assert [[r["id"] for r in c] for c in _chunks(rows, 2, max_chars=1)] == [[i] for i in range(7)]
+    assert list(_chunks([], 3)) == []

@@ -158,7 +158,7 @@ class VerifierConfig:
     strategies: list[str] = field(default_factory=lambda: ["boxed", "answer_phrase"])
     timeout_s: float = 5.0
     workers: int = 2
-    chunk_problems: int = 512  # problems verified and grouped at a time: bounds memory, not results
+    chunk_problems: int = 256  # problems verified and grouped at a time: bounds memory, not results
 
     def __post_init__(self) -> None:
         for s in self.strategies:

@@ -72,13 +72,6 @@ def sample(cfg: BuildDataConfig) -> dict:
                         cfg.teacher.problems_per_batch, cfg.progress)
 
 
-def load_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[dict], dict]:
-    """Pool rows (DESIGN §4) for the configured teacher, and the pool's report, as one list (small pools
-    and tests); the data stage itself reads `pool_stream`."""
-    rows, report = pool_stream(cfg, allow_sampling)
-    return list(rows), report
-
-
 def pool_stream(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[Iterator[dict], dict]:
     """(the pool's rows in pool order, one at a time; the pool's report). A replay pool's report is
     filled in as its rows stream (decontamination counts the whole file): read it once they are exhausted."""

@@ -113,13 +113,22 @@ def _empty_tally(verifier: VerifierPool) -> dict:
             "unknown_reasons": {}, "agree": 0, "judged": 0, "answer_checks": zero, "grouping_checks": dict(zero)}
 
 
-def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+#: A chunk also ends once its samples hold this many characters of text, so long-form pools (R1-style
+#: traces of ~100 KB) keep a chunk near 100 MB whatever `verifier.chunk_problems` says.
+CHUNK_TEXT_CHARS = 64_000_000
+
+
+def _chunks(rows: Iterable[dict], size: int, max_chars: int = CHUNK_TEXT_CHARS) -> Iterator[list[dict]]:
+    """Runs of at most `size` rows (and about `max_chars` characters of sample text); any cut gives the
+    same results, since verification and grouping are per problem."""
     chunk: list[dict] = []
+    chars = 0
     for row in rows:
         chunk.append(row)
-        if len(chunk) >= size:
+        chars += sum(len(s.get("text") or "") for s in row["samples"])
+        if len(chunk) >= size or chars >= max_chars:
             yield chunk
-            chunk = []
+            chunk, chars = [], 0
     if chunk:
         yield chunk
 
