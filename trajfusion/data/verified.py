@@ -256,26 +256,28 @@ def _merge_shards(cfg: BuildDataConfig, shards: list[Path], path: Path, report_p
     and add up their tallies: the bytes and counts of verifying the pool in one pass."""
     started = time.perf_counter()
     reports = [read_json(_report_path(p)) for p in shards]
-    expected = sum(r["tally"]["problems"] for r in reports)
+    known = [r["pool"] for r in reports if r["pool"] is not None]
+    if any(p != known[0] for p in known):
+        raise ValueError(f"verified shards {shards[0].parent} were cut from different pools (their pool reports differ); "
+                         "delete them and rerun the shards")
+    tally = reports[0]["tally"]
+    for r in reports[1:]:
+        tally = _add(tally, r["tally"])
+    if len(known) < len(reports):  # sampling tasks: the sampled pool's manifest, from the shards' records
+        problems = sampling_problems(cfg)
+        metas = [shard_meta(pool_dir(cfg), problems, i, len(shards)) for i in range(len(shards))]
+        pool_report = pool_manifest(cfg, pool_dir(cfg), problems, metas, tally["samples"])
+    else:
+        pool_report = known[0]
     readers = [verified_rows(p) for p in shards]
     written = 0
     with JsonlWriter(path) as out:
         for row in _round_robin(readers):
             out.write(row)
             written += 1
-        if written != expected or any(next(reader, None) is not None for reader in readers):
+        if written != tally["problems"] or any(next(reader, None) is not None for reader in readers):
             raise ValueError(f"verified shards {shards[0].parent} are inconsistent: {written} rows in pool order, "
-                             f"their reports count {expected}; delete them and rerun the shards")
-    tally = reports[0]["tally"]
-    for r in reports[1:]:
-        tally = _add(tally, r["tally"])
-    pools = [r["pool"] for r in reports]
-    if any(p is None for p in pools):  # sampling shards: the manifest of the sampled pool
-        problems = sampling_problems(cfg)
-        metas = [shard_meta(pool_dir(cfg), problems, i, len(shards)) for i in range(len(shards))]
-        pool_report = pool_manifest(cfg, pool_dir(cfg), problems, metas, tally["samples"])
-    else:
-        pool_report = pools[0]
+                             f"their reports count {tally['problems']}; delete them and rerun the shards")
     report = _report(tally) | {"pool": pool_report}
     report["wall_time_s"] = round(sum(r["wall_time_s"] for r in reports), 2)  # verification time in the array tasks
     write_json(report_path, report)
