@@ -12,7 +12,7 @@ from trajfusion import console
 from trajfusion.cli import fail_cleanly, require_known_experiment
 from trajfusion.config import BuildDataEntryConfig, register_configs, to_build_config
 from trajfusion.data.dataset import build_dataset
-from trajfusion.data.pool import sample
+from trajfusion.data.verified import shard_stage
 from trajfusion.overrides import refuse_unknown_additions
 from trajfusion.summary import dataset_lines
 
@@ -26,8 +26,8 @@ def main(cfg: DictConfig) -> str | dict:
     fail_cleanly(require_known_experiment)
     fail_cleanly(lambda: refuse_unknown_additions(BuildDataEntryConfig, "build_data.py"))
     build_cfg = fail_cleanly(lambda: to_build_config(cfg))
-    if build_cfg.stage == "sample":  # one shard of teacher sampling (a SLURM array task)
-        return fail_cleanly(lambda: sample(build_cfg))
+    if build_cfg.stage != "all":  # one shard: sample (a sampled pool) and verify it (a SLURM array task)
+        return fail_cleanly(lambda: shard_stage(build_cfg))
     out_dir = fail_cleanly(lambda: build_dataset(build_cfg, OmegaConf.to_container(cfg, resolve=True)))
     console.summary(f"data     done; log: {console.log_file()}", dataset_lines(out_dir))
     return str(out_dir)

@@ -51,6 +51,21 @@ def test_dry_run_submits_nothing_and_prints_graph_and_gpu_hours(tmp_path):
     assert re.search(r"GPU-hours .*sampling [\d,.]+, training [\d,.]+, evaluation [\d,.]+", out)
 
 
+def test_a_stored_pool_is_verified_by_a_cpu_array_before_fuse(tmp_path):
+    """Each array task verifies its shard (sampling tasks too: build_data.sbatch runs stage=sample, which
+    verifies what it sampled); a replay teacher has nothing to sample, so its array is verify.sbatch."""
+    log, env = fake_sbatch(tmp_path, ";cluster")
+    out = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--dry-run", "--shards", "3", "experiment=cpu_tiny", "teacher=replay_math_l5"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert not log.exists()
+    assert "verify[3] → fuse" in out and "build_data.sbatch" not in out
+    verify = out.split("[verify]")[1].split("\n[")[0]
+    assert "--array=0-2" in verify and "slurm/verify.sbatch shard.count=3" in verify and "teacher=replay_math_l5" in verify
+    assert "--dependency=afterok:VERIFY_JOB_ID" in out.split("[fuse]")[1].split("\n[")[0]
+    assert "stage=verify" in (ROOT / "slurm/verify.sbatch").read_text()
+    assert "stage=sample" in (ROOT / "slurm/build_data.sbatch").read_text()
+
+
 def test_pipeline_refuses_a_missing_experiment(tmp_path):
     _, env = fake_sbatch(tmp_path, ";cluster")
     result = subprocess.run([str(ROOT / "slurm/pipeline.sh"), "--dry-run", "student=llama3_8b"], env=env, capture_output=True, text=True)

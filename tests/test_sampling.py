@@ -116,9 +116,11 @@ def test_decontamination_removes_benchmark_problems_and_reports_them(tmp_path, c
 
 
 def test_bundled_pool_has_no_math500_problem_and_reports_near_duplicates(compose):
-    from trajfusion.data.pool import _replay_rows
+    from trajfusion.data.pool import pool_stream
 
-    rows, report = _replay_rows(compose())
+    stream, pool_report = pool_stream(compose())
+    rows = list(stream)  # the report is complete once the stream is
+    report = pool_report["decontamination"]
     assert report["benchmarks"] == ["math500", "gsm8k"]
     assert len(rows) + len(report["removed"]) == 647  # the bundle already left out MATH500's own problems
     assert all(r["reason"] == "ngram" and r["benchmark"] == "math500" and len(r["evidence"].split()) == 13 for r in report["removed"])

@@ -51,6 +51,19 @@ def test_inline_mode_and_empty_input():
         assert pool.check_many(PAIRS[:12]) == [check(g, p) for g, p in PAIRS[:12]]
 
 
+def test_forget_drops_the_memo_but_keeps_load_dependent_unknowns(tmp_path):
+    """Chunked verification drops the memo per chunk: later chunks read the sqlite cache instead; an
+    UNKNOWN from a timeout is never cached, so it is kept (checking it again could decide it otherwise)."""
+    with VerifierPool(workers=0, cache_path=tmp_path / "v.sqlite", progress=False) as pool:
+        want = pool.check_many(PAIRS[:12])
+        pool._record(("7", "x+y"), U, "timeout")
+        pool.forget()
+        assert pool._memo == {("7", "x+y"): U} and pool.reason_of("7", "x+y") == "timeout"
+        computed = pool.stats["computed"]
+        assert pool.check_many(PAIRS[:12]) == want
+        assert pool.stats["computed"] == computed  # fast path or the cache, never checked again
+
+
 def test_sqlite_cache_resume(tmp_path):
     db = tmp_path / "verdicts.sqlite"
     with VerifierPool(workers=2, cache_path=db, progress=False) as pool:

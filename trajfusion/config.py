@@ -158,12 +158,14 @@ class VerifierConfig:
     strategies: list[str] = field(default_factory=lambda: ["boxed", "answer_phrase"])
     timeout_s: float = 5.0
     workers: int = 2
+    chunk_problems: int = 256  # problems verified and grouped at a time: bounds memory, not results
 
     def __post_init__(self) -> None:
         for s in self.strategies:
             _require_choice("verifier.strategies", s, EXTRACTION_STRATEGIES)
         _require(self.timeout_s > 0, "verifier.timeout_s", "must be positive")
         _require(self.workers >= 0, "verifier.workers", "must be >= 0")
+        _require(self.chunk_problems >= 1, "verifier.chunk_problems", "must be >= 1")
 
 
 @dataclass
@@ -177,7 +179,7 @@ class ShardConfig:
         _require(self.count >= 1 and 0 <= self.index < self.count, "shard", f"need 0 <= index < count, got {self.index}/{self.count}")
 
 
-STAGES = ("all", "sample")
+STAGES = ("all", "sample", "verify")
 
 
 @dataclass
@@ -195,7 +197,7 @@ class BuildDataConfig:
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     shard: ShardConfig = field(default_factory=ShardConfig)
-    stage: str = "all"  # all: sample what is missing, merge, verify, fuse; sample: this shard only
+    stage: str = "all"  # all: sample what is missing, merge, verify, fuse; sample / verify: this shard only
     seed: int = 0
     plots: bool = True
     progress: bool = True

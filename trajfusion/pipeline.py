@@ -1,4 +1,4 @@
-"""One paper preset on SLURM: sample (array) → fuse → train → evaluate, chained with afterok.
+"""One paper preset on SLURM: sample + verify (array) → fuse → train → evaluate, chained with afterok.
 
     slurm/pipeline.sh experiment=table1_trajfusion_llama3_8b_15k                 # submit the four jobs
     slurm/pipeline.sh --dry-run --shards 32 --nodes 2 experiment=table3_rft_32k   # job graph, commands, GPU-hours
@@ -178,10 +178,12 @@ def jobs(p: Plan, shards: int, nodes: int) -> list[Job]:
     """The job graph: each job starts after the one before it succeeded (the array: all its tasks)."""
     run = [f"--export=ALL,RUN_NAME={p.run_name}"]
     logs = data_root() / "logs" / "slurm"
+    # each array task verifies its shard; a stored (replay) pool has nothing to sample: a CPU verify array
+    first = "verify" if p.train_cfg.teacher.backend == "replay" else "sample"
     return [
-        Job("sample", None, [f"--array=0-{shards - 1}", f"--output={logs}/%x-%A_%a.out"], "build_data.sbatch",
-            [f"shard.count={shards}", *p.build_overrides]),
-        Job("fuse", "sample", [f"--output={logs}/%x-%j.out"], "fuse.sbatch", [f"shard.count={shards}", *p.build_overrides]),
+        Job(first, None, [f"--array=0-{shards - 1}", f"--output={logs}/%x-%A_%a.out"],
+            "verify.sbatch" if first == "verify" else "build_data.sbatch", [f"shard.count={shards}", *p.build_overrides]),
+        Job("fuse", first, [f"--output={logs}/%x-%j.out"], "fuse.sbatch", [f"shard.count={shards}", *p.build_overrides]),
         Job("train", "fuse", [f"--nodes={nodes}", *run, f"--output={logs}/%x-%j.out"], "train.sbatch",
             [f"experiment={p.experiment}", *p.overrides]),
         Job("evaluate", "train", [*run, f"--output={logs}/%x-%j.out"], "evaluate.sbatch", p.eval_overrides),
@@ -260,7 +262,8 @@ def wait_for(graph: list[Job], ids: dict[str, str], poll_s: float = 5.0) -> None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="print the job graph, sbatch commands and GPU-hours")
-    parser.add_argument("--shards", type=int, default=None, help="sampling array tasks (one GPU each); default 16, cpu_* presets 2")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="sampling + verification array tasks (one GPU each; CPU only for a stored pool); default 16, cpu_* presets 2")
     parser.add_argument("--nodes", type=int, default=1, help="training nodes (8 GPUs each)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for the graph; exit 1 naming a failed job and its log; print the evaluation run dir last")
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dry_run:
         from trajfusion.cost_model import estimate, load_assumptions
 
-        print(f"experiment {p.experiment} → run {p.run_name}: sample[{args.shards}] → fuse → train[{args.nodes} node(s)] → evaluate")
+        print(f"experiment {p.experiment} → run {p.run_name}: {graph[0].name}[{args.shards}] → fuse → train[{args.nodes} node(s)] → evaluate")
     extra = []
     if not args.dry_run:
         from trajfusion.training.students import prepare_tokenizer

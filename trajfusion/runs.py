@@ -18,7 +18,7 @@ RUNTIME_KEYS = {
     "training": ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file",
                  "save_final", "dist_timeout_s", "fused_loss"),
     "wandb": ("enabled", "mode", "tags"),
-    "verifier": ("workers",),
+    "verifier": ("workers", "chunk_problems"),
     "teacher": ("problems_per_batch", "tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching"),
 }
 DATA_ROOT_PLACEHOLDER = "<data_root>"

@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from trajfusion.config import BuildDataConfig, TeacherBackend
 from trajfusion.console import stage
 from trajfusion.data.identity import data_root, pool_dir
-from trajfusion.data.problems import decontaminate, training_problems
-from trajfusion.data.sampling import merge_shards, sample_shard
-from trajfusion.data.teachers.replay import load_replay_pool
-from trajfusion.io import read_json, read_jsonl, write_json, write_jsonl
+from trajfusion.data.problems import decontaminated, training_problems
+from trajfusion.data.sampling import iter_merged_shards, sample_shard
+from trajfusion.data.teachers.replay import replay_rows
+from trajfusion.io import JsonlWriter, read_json, read_jsonl, write_json, write_jsonl
 from trajfusion.locks import output_lock
 
 log = logging.getLogger(__name__)
 
 
-def _replay_rows(cfg: BuildDataConfig) -> tuple[list[dict], dict]:
-    rows = load_replay_pool(
-        cfg.teacher.pool_path,  # type: ignore[arg-type]
-        id_field=cfg.data.id_field or "id", problem_field=cfg.data.problem_field, answer_field=cfg.data.answer_field,
-        open_weights_only=cfg.teacher.open_weights_only, num_samples=cfg.teacher.num_samples,
+def _replay_stream(cfg: BuildDataConfig) -> tuple[Iterator[dict], dict]:
+    """The stored pool read, checked and decontaminated one row at a time; every line is still read
+    (a bad line fails wherever it is, and the decontamination report counts the whole pool), and the
+    first `data.limit` kept rows are yielded."""
+    decon: dict = {}
+    rows = decontaminated(
+        replay_rows(
+            cfg.teacher.pool_path,  # type: ignore[arg-type]
+            id_field=cfg.data.id_field or "id", problem_field=cfg.data.problem_field, answer_field=cfg.data.answer_field,
+            open_weights_only=cfg.teacher.open_weights_only, num_samples=cfg.teacher.num_samples,
+        ),
+        list(cfg.data.decontaminate), cfg.data.ngram, decon,
     )
-    rows, report = decontaminate(rows, list(cfg.data.decontaminate), cfg.data.ngram)
-    return (rows[: cfg.data.limit] if cfg.data.limit else rows), report
+    limit = cfg.data.limit
+
+    def limited() -> Iterator[dict]:
+        for n, row in enumerate(rows):
+            if not limit or n < limit:
+                yield row
+
+    return limited(), {"decontamination": decon}
 
 
 def _teacher_factory(cfg: BuildDataConfig) -> Callable[[], object]:
@@ -59,24 +72,42 @@ def sample(cfg: BuildDataConfig) -> dict:
                         cfg.teacher.problems_per_batch, cfg.progress)
 
 
-def load_pool(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[list[dict], dict]:
-    """Pool rows (DESIGN §4) for the configured teacher, and the pool's report."""
+def pool_stream(cfg: BuildDataConfig, allow_sampling: bool = True) -> tuple[Iterator[dict], dict]:
+    """(the pool's rows in pool order, one at a time; the pool's report). A replay pool's report is
+    filled in as its rows stream (decontamination counts the whole file): read it once they are exhausted."""
     if cfg.teacher.backend == TeacherBackend.replay:
-        rows, decon = _replay_rows(cfg)
-        return rows, {"decontamination": decon}
+        return _replay_stream(cfg)
     directory = pool_dir(cfg)
     pool_file, manifest_file = directory / "pool.jsonl.gz", directory / "pool_manifest.json"
     if pool_file.exists() and manifest_file.exists():
         log.info("reusing teacher pool %s", pool_file)
-        return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
+        return _rows(pool_file), read_json(manifest_file)
     with output_lock(data_root(cfg), f"pool-{directory.name}"):  # a concurrent build samples it once
         if pool_file.exists() and manifest_file.exists():
             stage("data     reusing teacher pool %s (built by another process)", pool_file)
-            return [row for _, row in read_jsonl(pool_file)], read_json(manifest_file)
-        return _sample_pool(cfg, directory, allow_sampling)
+            return _rows(pool_file), read_json(manifest_file)
+        return _rows(pool_file), _sample_pool(cfg, directory, allow_sampling)
 
 
-def _sample_pool(cfg: BuildDataConfig, directory: Path, allow_sampling: bool) -> tuple[list[dict], dict]:
+def _rows(path: Path) -> Iterator[dict]:
+    return (row for _, row in read_jsonl(path))
+
+
+def pool_manifest(cfg: BuildDataConfig, directory: Path, problems: list[dict], shards: list[dict], samples: int) -> dict:
+    """The sampled pool's manifest: where its time and tokens went, per shard and in all."""
+    wall = sum(s["wall_time_s"] for s in shards)
+    tokens = sum(s["generated_tokens"] for s in shards)
+    return {
+        "teacher": cfg.teacher.name, "model": cfg.teacher.model, "problems": len(problems),
+        "samples": samples, "shards": shards, "sampling_wall_time_s": round(wall, 2),
+        "generated_tokens": tokens, "tokens_per_s": round(tokens / wall, 2) if wall else None,
+        "problems_per_s": round(len(problems) / wall, 4) if wall else None,
+        "decontamination": read_json(directory / "decontamination.json"),
+    }
+
+
+def _sample_pool(cfg: BuildDataConfig, directory: Path, allow_sampling: bool) -> dict:
+    """Sample the missing shards, then stream their merge (problem order) into pool.jsonl.gz."""
     pool_file, manifest_file = directory / "pool.jsonl.gz", directory / "pool_manifest.json"
     if not allow_sampling:
         raise ValueError(
@@ -88,16 +119,11 @@ def _sample_pool(cfg: BuildDataConfig, directory: Path, allow_sampling: bool) ->
         sample_shard(_teacher_factory(cfg), problems, directory, i, cfg.shard.count, cfg.teacher.problems_per_batch, cfg.progress)
         for i in range(cfg.shard.count)
     ]
-    rows = merge_shards(directory, problems, cfg.shard.count)
-    wall = sum(s["wall_time_s"] for s in shards)
-    tokens = sum(s["generated_tokens"] for s in shards)
-    manifest = {
-        "teacher": cfg.teacher.name, "model": cfg.teacher.model, "problems": len(rows),
-        "samples": sum(len(r["samples"]) for r in rows), "shards": shards, "sampling_wall_time_s": round(wall, 2),
-        "generated_tokens": tokens, "tokens_per_s": round(tokens / wall, 2) if wall else None,
-        "problems_per_s": round(len(rows) / wall, 4) if wall else None,
-        "decontamination": read_json(directory / "decontamination.json"),
-    }
-    write_jsonl(pool_file, rows)
+    samples = 0
+    with JsonlWriter(pool_file) as out:
+        for row in iter_merged_shards(directory, problems, cfg.shard.count):
+            out.write(row)
+            samples += len(row["samples"])
+    manifest = pool_manifest(cfg, directory, problems, shards, samples)
     write_json(manifest_file, manifest)
-    return rows, manifest
+    return manifest

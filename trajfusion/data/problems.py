@@ -80,18 +80,31 @@ def read_problems(data) -> list[dict]:
 
 def decontaminate(rows: Iterable[dict], benchmarks: list[str], ngram: int) -> tuple[list[dict], dict]:
     """Rows that appear in no benchmark, and a report listing the removed ones."""
-    rows = list(rows)
+    report: dict = {}
+    kept = list(decontaminated(rows, benchmarks, ngram, report))
+    return kept, report
+
+
+def decontaminated(rows: Iterable[dict], benchmarks: list[str], ngram: int, report: dict) -> Iterator[dict]:
+    """The rows that appear in no benchmark, one at a time (memory: the benchmarks' n-gram index and
+    the removed rows' records, never the kept rows); `report` is filled in once the rows are exhausted."""
     if not benchmarks:
-        return rows, {"benchmarks": [], "removed": [], "removed_by_benchmark": {}}
+        yield from rows
+        report.update({"benchmarks": [], "removed": [], "removed_by_benchmark": {}})
+        return
     index = BenchmarkIndex({b: [(r["id"], r["problem"]) for r in load_benchmark(b)] for b in benchmarks}, ngram)
-    kept, removed = [], []
+    removed, seen = [], 0
     for row in rows:
+        seen += 1
         hit = index.match(row["id"], row["problem"])
-        (removed if hit else kept).append(asdict(hit) if hit else row)
+        if hit:
+            removed.append(asdict(hit))
+        else:
+            yield row
     if removed:
-        log.info("decontamination removed %d of %d problems (%s)", len(removed), len(rows), ", ".join(benchmarks))
+        log.info("decontamination removed %d of %d problems (%s)", len(removed), seen, ", ".join(benchmarks))
     by_benchmark = Counter(r["benchmark"] for r in removed)
-    return kept, {"benchmarks": list(benchmarks), "ngram": ngram, "removed": removed, "removed_by_benchmark": dict(by_benchmark)}
+    report.update({"benchmarks": list(benchmarks), "ngram": ngram, "removed": removed, "removed_by_benchmark": dict(by_benchmark)})
 
 
 def training_problems(data) -> tuple[list[dict], dict]:

@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -37,9 +38,19 @@ def shard_path(pool_dir: Path, index: int, count: int) -> Path:
 
 def read_shard(path: Path) -> dict[str, dict]:
     """Completed problems of a shard file; a torn tail (killed mid-write) is truncated away."""
+    return {row["id"]: row for row in _good_rows(path)}
+
+
+def done_ids(path: Path) -> set[str]:
+    """The ids of `read_shard`, without keeping the rows (a shard of long traces is gigabytes)."""
+    return {row["id"] for row in _good_rows(path)}
+
+
+def _good_rows(path: Path) -> Iterator[dict]:
+    """Each complete line's row; the torn tail of a killed write is truncated away once all are read."""
     if not path.exists():
-        return {}
-    done, good_bytes = {}, 0
+        return
+    good_bytes = 0
     with open(path, "rb") as handle:
         for raw in handle:
             try:
@@ -48,13 +59,12 @@ def read_shard(path: Path) -> dict[str, dict]:
                 break
             if not raw.endswith(b"\n"):
                 break
-            done[row["id"]] = row
+            yield row
             good_bytes += len(raw)
     if good_bytes != path.stat().st_size:
         log.warning("%s: dropping a torn last line (%d bytes) left by a killed run", path, path.stat().st_size - good_bytes)
         with open(path, "r+b") as handle:
             handle.truncate(good_bytes)
-    return done
 
 
 def append_rows(path: Path, rows: Sequence[dict]) -> None:
@@ -76,7 +86,7 @@ def sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, inde
 def _sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, index: int, count: int, batch: int, progress: bool) -> dict:
     path = shard_path(pool_dir, index, count)
     mine = shard_of(problems, index, count)
-    done = read_shard(path)
+    done = done_ids(path)
     todo = [p for p in mine if p["id"] not in done]
     meta_path = path.with_suffix(".json")
     meta = read_json(meta_path) if meta_path.exists() else {"wall_time_s": 0.0, "generated_tokens": 0, "problems_sampled": 0}
@@ -108,22 +118,71 @@ def _sample_shard(teacher_factory, problems: Sequence[dict], pool_dir: Path, ind
     return read_json(meta_path) | {"problems": len(mine)}
 
 
+def shard_meta(pool_dir: Path, problems: Sequence[dict], index: int, count: int) -> dict:
+    """What `sample_shard` returns for a finished shard (its throughput record), without a teacher or a lock."""
+    meta_path = shard_path(pool_dir, index, count).with_suffix(".json")
+    meta = read_json(meta_path) if meta_path.exists() else {"wall_time_s": 0.0, "generated_tokens": 0, "problems_sampled": 0}
+    return meta | {"problems": len(shard_of(problems, index, count))}
+
+
 def merge_shards(pool_dir: Path, problems: Sequence[dict], count: int) -> list[dict]:
     """Pool rows in problem order; every problem must be in exactly one shard file, exactly once."""
-    found: dict[str, dict] = {}
-    where: dict[str, int] = {}
-    for index in range(count):
-        path = shard_path(pool_dir, index, count)
-        with open(path, encoding="utf-8") if path.exists() else open(os.devnull) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                row = json.loads(line)
-                if row["id"] in found:
-                    raise ValueError(f"{path}:{line_no}: problem {row['id']!r} is also in shard {where[row['id']]}")
-                found[row["id"]], where[row["id"]] = row, index
-    missing = [p["id"] for p in problems if p["id"] not in found]
+    return list(iter_merged_shards(pool_dir, problems, count))
+
+
+def iter_merged_shards(pool_dir: Path, problems: Sequence[dict], count: int) -> Iterator[dict]:
+    """`merge_shards` as a stream: the shard files are indexed (id → shard, byte offset) and checked
+    first, then each row is read at its offset in problem order, so memory holds one row and the index."""
+    offsets = _offsets([shard_path(pool_dir, index, count) for index in range(count)])
+    missing = [p["id"] for p in problems if p["id"] not in offsets]
     if missing:
         raise ValueError(f"{len(missing)} problems have no samples yet (first: {missing[:5]}); run the missing shards of {pool_dir}")
-    extra = set(found) - {p["id"] for p in problems}
-    if extra:
-        raise ValueError(f"shards of {pool_dir} hold {len(extra)} problems that are not in its problem list")
-    return [found[p["id"]] for p in problems]
+    if len(offsets) != len(problems):
+        extra = len(set(offsets) - {p["id"] for p in problems})
+        raise ValueError(f"shards of {pool_dir} hold {extra} problems that are not in its problem list")
+    paths = [shard_path(pool_dir, index, count) for index in range(count)]
+    yield from _rows_at(paths, (offsets[p["id"]] for p in problems))
+
+
+def iter_shard_rows(pool_dir: Path, problems: Sequence[dict], index: int, count: int) -> Iterator[dict]:
+    """The rows of one shard's problems in problem order (what this shard adds to the merged pool);
+    every one of them must be sampled."""
+    path = shard_path(pool_dir, index, count)
+    mine = shard_of(problems, index, count)
+    offsets = _offsets([path], labels=[index])
+    missing = [p["id"] for p in mine if p["id"] not in offsets]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} of its problems are not sampled yet (first: {missing[:5]})")
+    yield from _rows_at([path], (offsets[p["id"]] for p in mine))
+
+
+def _offsets(paths: Sequence[Path], labels: Sequence[int] | None = None) -> dict[str, tuple[int, int]]:
+    """id → (index into `paths`, byte offset of its line); a problem in two places is an error (naming
+    the shard by `labels`, default the index)."""
+    labels = labels or range(len(paths))
+    where: dict[str, tuple[int, int]] = {}
+    for index, path in enumerate(paths):
+        if not path.exists():
+            continue
+        offset = 0
+        with open(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                row_id = json.loads(raw)["id"]
+                if row_id in where:
+                    raise ValueError(f"{path}:{line_no}: problem {row_id!r} is also in shard {labels[where[row_id][0]]}")
+                where[row_id] = (index, offset)
+                offset += len(raw)
+    return where
+
+
+def _rows_at(paths: Sequence[Path], places: Iterable[tuple[int, int]]) -> Iterator[dict]:
+    handles: dict[int, BinaryIO] = {}
+    try:
+        for index, offset in places:
+            if index not in handles:
+                handles[index] = open(paths[index], "rb")  # noqa: SIM115 - closed below
+            handles[index].seek(offset)
+            yield json.loads(handles[index].readline())
+    finally:
+        for handle in handles.values():
+            handle.close()

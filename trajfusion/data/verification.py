@@ -442,6 +442,15 @@ class VerifierPool:
         self.stats["unknown_reasons"] = dict(sorted(totals.items()))
         return out
 
+    def forget(self) -> None:
+        """Drop the in-memory memo (one chunk's pairs), so a pool verified chunk by chunk keeps memory
+        bounded; the sqlite cache still answers those pairs in later chunks. UNKNOWNs of a timeout or a
+        crash are kept: they are never cached, each cost at least one timeout (so they are few), and
+        checking them again could give a later chunk another verdict than one pass over the pool would."""
+        kept = {k: r for k, r in self._reasons.items() if r not in STABLE_UNKNOWN_REASONS}
+        self._memo = dict.fromkeys(kept, Verdict.UNKNOWN)
+        self._reasons = kept
+
     def reason_of(self, gold: str, pred: str) -> str | None:
         """Why the pair's (already computed) verdict is UNKNOWN; None otherwise."""
         key = (normalize_answer(gold), normalize_answer(pred))

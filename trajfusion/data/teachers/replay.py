@@ -8,6 +8,7 @@ will judge a sampled pool. The stored label is kept as `stored_correct` for an a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from trajfusion.io import DataError, json_type, read_jsonl, resolve_path, text_value
@@ -32,8 +33,18 @@ def load_replay_pool(
     open_weights_only: bool = True, num_samples: int | None = None, limit: int | None = None,
 ) -> list[dict]:
     """Pool rows (DESIGN §4) from a stored pool file; bad lines fail with file, line and field."""
+    return list(replay_rows(pool_path, id_field, problem_field, answer_field, open_weights_only, num_samples, limit))
+
+
+def replay_rows(
+    pool_path: str, id_field: str = "id", problem_field: str = "problem", answer_field: str = "answer",
+    open_weights_only: bool = True, num_samples: int | None = None, limit: int | None = None,
+) -> Iterator[dict]:
+    """`load_replay_pool` as a stream: one line read, checked and converted at a time. Memory holds the
+    ids seen (for the duplicate check), never the rows."""
     path = resolve_path(pool_path)
-    rows, seen = [], {}
+    seen: dict[str, int] = {}
+    count = 0
     for line, obj in read_jsonl(path):
         pid = text_value(path, line, id_field, obj.get(id_field))
         if pid is None or not pid.strip():
@@ -74,9 +85,9 @@ def load_replay_pool(
         samples = samples[:num_samples] if num_samples else samples
         for j, s in enumerate(samples):
             s["sample_id"] = f"{pid}:{j:03d}"
-        rows.append({"id": pid, "problem": problem, "answer": answer.strip(), "samples": samples})
-        if limit and len(rows) >= limit:
+        yield {"id": pid, "problem": problem, "answer": answer.strip(), "samples": samples}
+        count += 1
+        if limit and count >= limit:
             break
-    if not rows:
+    if not count:
         raise DataError(path, None, None, "no problems in the pool")
-    return rows
