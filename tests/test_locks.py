@@ -33,7 +33,7 @@ def test_two_processes_build_the_same_dataset_once(tmp_path, compose):
             assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
             time.sleep(0.2)
         assert lock.exists()
-    assert not lock.exists()  # released: the lock file is gone
+    # (released here; a waiter takes it at once and re-creates the file, so its absence is checked at the end)
     for p in procs:
         p.wait(timeout=300)
     outputs = [log.read_text() for log in logs]
