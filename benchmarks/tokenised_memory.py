@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PRESETS = {  # name: (rows at full size, min tokens, max tokens, max_seq_len)
@@ -113,13 +115,16 @@ def head(src: Path, dst: Path, rows: int) -> None:
 
 # ---------------------------------------------------------------- a rank, in a fresh process
 
-def rank_process(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: int) -> dict:
-    import torch  # noqa: F401  (a rank has it loaded: part of the baseline)
+def rank_process(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: int, virtual_rows: int = 0) -> dict:
+    """What a rank does with its data. `virtual_rows` (cache only): index that many rows (the real ones
+    repeated) and stop after packing: the per-row memory at the full row count, without its tokens."""
+    import datasets  # noqa: F401  (a rank has these loaded: part of the baseline)
+    import torch  # noqa: F401
     from transformers import AutoTokenizer
 
     from trajfusion.io import read_jsonl
     from trajfusion.training.packing import PackedCollator, SequenceDataset
-    from trajfusion.training.token_cache import tokenised_rows
+    from trajfusion.training.token_cache import CachedRows, tokenised_rows
     from trajfusion.training.tokenise import load_template, tokenise_row
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -128,27 +133,29 @@ def rank_process(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: in
     started = time.perf_counter()
     if mode == "new":
         rows = tokenised_rows(dataset_dir, tokenizer, template, False)  # built already: loads
-        assert not rows.ids_over(capacity)
+        if virtual_rows:
+            rows = CachedRows(rows.dataset, rows.path, np.arange(virtual_rows) % len(rows))
+        rows = rows.without(rows.ids_over(capacity))  # as training.drop_overlong=paired (a rare synthetic row)
     else:
         rows = [tokenise_row(row, tokenizer, template, False) for _, row in read_jsonl(dataset_dir / "data.jsonl")]
-        assert not [r for r in rows if len(r) > capacity]
+        rows = [r for r in rows if len(r) <= capacity]
     sequences = SequenceDataset(rows, capacity, packing=True)
     indexed = _status_kb("RssAnon")  # the rows' index and packs: grows with the row count only
     collate, peak, tokens = PackedCollator(), indexed, 0
-    for i in range(len(sequences)):
+    for i in range(min(len(sequences), 20) if virtual_rows else len(sequences)):
         batch = collate([sequences[i]])
         tokens += batch["input_ids"].numel()
         peak = max(peak, _status_kb("RssAnon"))
-    assert tokens == sequences.real_tokens
-    return {"rows": len(rows), "tokens": tokens, "sequences": len(sequences), "baseline_mb": _mb(baseline),
+    assert virtual_rows or tokens == sequences.real_tokens
+    return {"rows": len(rows), "tokens": sequences.real_tokens, "sequences": len(sequences), "baseline_mb": _mb(baseline),
             "indexed_mb": _mb(indexed), "peak_mb": _mb(peak), "hwm_mb": _mb(_status_kb("VmHWM")),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def measure(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(dataset_dir), str(tokenizer_dir), str(capacity)],
-                          capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false",
-                                                               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+def measure(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: int, virtual_rows: int = 0) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(dataset_dir), str(tokenizer_dir), str(capacity),
+                           str(virtual_rows)], capture_output=True, text=True,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     if proc.returncode:
         raise SystemExit(f"{mode} rank on {dataset_dir} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -163,11 +170,11 @@ def main() -> None:
     ap.add_argument("--old-fraction", type=float, default=0.1, help="share of the rows the old path tokenises")
     ap.add_argument("--workers", type=int, default=0, help="training.tokenise_workers (0: the CPUs allowed)")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks/tokenised_memory"))
-    ap.add_argument("--child", nargs=4, metavar=("MODE", "DATASET", "TOKENIZER", "CAPACITY"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        mode, dataset, tok, capacity = args.child
-        print(json.dumps(rank_process(mode, Path(dataset), Path(tok), int(capacity))))
+        mode, dataset, tok, capacity, virtual = args.child
+        print(json.dumps(rank_process(mode, Path(dataset), Path(tok), int(capacity), int(virtual))))
         return
 
     from transformers import AutoTokenizer
@@ -197,32 +204,37 @@ def main() -> None:
         build_s = build(dataset_dir)
         new = measure("new", dataset_dir, tokenizer_dir, capacity)
         table.append((name, "cache", rows, new, build_s))
+        if rows < full:  # the per-row index at the full row count; the batch peak does not grow with rows
+            index = measure("new", dataset_dir, tokenizer_dir, capacity, virtual_rows=full)
+            table.append((name, "index", full, index, None))
+            new_full = index["indexed_mb"] + (new["peak_mb"] - new["indexed_mb"])
+        else:
+            new_full = new["peak_mb"]
         old_rows = max(1, int(rows * args.old_fraction))
         old_dir = (args.out / f"{name}-{rows}-old{old_rows}").resolve()
         if not (old_dir / "data.jsonl").exists():
             head(dataset_dir, old_dir, old_rows)
         old = measure("old", old_dir, tokenizer_dir, capacity)
         table.append((name, "lists", old_rows, old, None))
-        # cache: the index (per row) scales with the rows, the batch being collated does not
-        index, batch = new["indexed_mb"] - new["baseline_mb"], new["peak_mb"] - new["indexed_mb"]
-        new_full = new["baseline_mb"] + index * full / rows + batch
-        old_full = old["baseline_mb"] + (old["peak_mb"] - old["baseline_mb"]) * full / old_rows  # all of it per row
-        summary[name] = (rows, full, new_full, old_full, new["tokens"] / rows)
+        old_full = old["baseline_mb"] + (old["peak_mb"] - old["baseline_mb"]) * full / old_rows  # the lists grow per row
+        summary[name] = (rows, full, new_full, old_full, new["tokens"] / rows, old_rows)
 
-    print(f"\n{'preset':<7}{'path':<7}{'rows':>8}{'tokens':>13}{'seqs':>7}{'build s':>9}{'iter s':>8}"
-          f"{'base MB':>9}{'peak MB':>9}{'VmHWM MB':>10}")
+    print(f"\n{'preset':<7}{'path':<7}{'rows':>8}{'tokens':>15}{'seqs':>7}{'build s':>9}{'rank s':>8}"
+          f"{'base MB':>9}{'+index MB':>10}{'peak MB':>9}{'VmHWM MB':>10}")
     for name, path, rows, m, build_s in table:
-        print(f"{name:<7}{path:<7}{rows:>8}{m['tokens']:>13,}{m['sequences']:>7}{(f'{build_s:.1f}' if build_s is not None else '-'):>9}"
-              f"{m['seconds']:>8.1f}{m['baseline_mb']:>9.0f}{m['indexed_mb'] - m['baseline_mb']:>9.1f}{m['peak_mb']:>9.0f}"
-              f"{m['hwm_mb']:>10.0f}")
-    print("\npeak MB: private (anonymous) resident memory of the rank process; base: after imports, before data;\n"
-          "index MB: what loading and packing added (the lists themselves on the old path); VmHWM: with mapped file pages.")
-    for name, (rows, full, new_full, old_full, mean) in summary.items():
-        scale = "measured" if rows == full else f"measured at {rows} rows, index extrapolated to {full}"
-        print(f"{name}: {full} rows × ~{mean:,.0f} tokens: cache {new_full:,.0f} MB per rank ({scale}); "
-              f"old list-of-ints path {old_full:,.0f} MB per rank (measured on {args.old_fraction:.0%} of the rows, extrapolated)")
-    print(f"rank RSS (MB) 15K: {summary['15K'][3]:,.0f}, 32K: {summary['32K'][3]:,.0f} "
-          f"(old path: 15K {summary['15K'][4]:,.0f}, 32K {summary['32K'][4]:,.0f})")
+        built = f"{build_s:.1f}" if build_s is not None else "-"
+        print(f"{name:<7}{path:<7}{rows:>8}{m['tokens']:>15,}{m['sequences']:>7}{built:>9}{m['seconds']:>8.1f}"
+              f"{m['baseline_mb']:>9.0f}{m['indexed_mb'] - m['baseline_mb']:>10.1f}{m['peak_mb']:>9.0f}{m['hwm_mb']:>10.0f}")
+    print("\npeak MB: private (anonymous) resident memory of a fresh rank process, sampled after every collated batch;\n"
+          "base: after imports; +index: what loading, length checks and packing added; VmHWM: with mapped file pages.\n"
+          "cache: the rows above, loaded and every packed sequence collated; index: the same cache indexed as the full\n"
+          "row count (rows repeated) and packed, without collating; lists: the old path, every row tokenised into lists.")
+    for name, (rows, full, new_full, old_full, mean, old_rows) in summary.items():
+        how = "measured" if rows == full else f"collated {rows} rows + index of {full} rows"
+        print(f"{name}: {full:,} rows × ~{mean:,.0f} tokens: cache path {new_full:,.0f} MB per rank ({how}); old list-of-ints "
+              f"path {old_full:,.0f} MB per rank (measured on {old_rows} rows, extrapolated linearly in rows)")
+    print(f"rank RSS (MB) 15K: {summary['15K'][2]:,.0f}, 32K: {summary['32K'][2]:,.0f} "
+          f"(old path: 15K {summary['15K'][3]:,.0f}, 32K {summary['32K'][3]:,.0f})")
 
 
 if __name__ == "__main__":
