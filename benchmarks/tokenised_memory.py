@@ -153,9 +153,10 @@ def rank_process(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: in
 
 
 def measure(mode: str, dataset_dir: Path, tokenizer_dir: Path, capacity: int, virtual_rows: int = 0) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(dataset_dir), str(tokenizer_dir), str(capacity),
-                           str(virtual_rows)], capture_output=True, text=True,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    command = [sys.executable, __file__, "--child", mode, str(dataset_dir), str(tokenizer_dir), str(capacity),
+               str(virtual_rows)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if proc.returncode:
         raise SystemExit(f"{mode} rank on {dataset_dir} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -21,7 +21,12 @@ from trajfusion.training.packing import PackedCollator, PaddedCollator, Sequence
 from trajfusion.training.schema import StudentConfig
 from trajfusion.training.students import load_tokenizer
 from trajfusion.training.token_cache import (
-    CACHE_DIR, CachedRows, cache_dir, cache_inputs, ensure_tokenised, tokenised_rows,
+    CACHE_DIR,
+    CachedRows,
+    cache_dir,
+    cache_inputs,
+    ensure_tokenised,
+    tokenised_rows,
 )
 from trajfusion.training.tokenise import load_template, tokenise_row
 
@@ -204,7 +209,8 @@ def test_packing_and_collators_read_the_cache_as_they_read_lists(dataset_dir, to
     capacity = 4096
     for packing in (True, False):
         lazy, eager = SequenceDataset(cached, capacity, packing), SequenceDataset(rows, capacity, packing)
-        assert lazy.groups == eager.groups and lazy.fill == eager.fill and len(lazy) < len(rows) if packing else len(lazy) == len(rows)
+        assert lazy.groups == eager.groups and lazy.fill == eager.fill
+        assert len(lazy) < len(rows) if packing else len(lazy) == len(rows)
         for i in range(len(lazy)):
             assert lazy[i] == eager[i]
     batch = [SequenceDataset(cached, capacity, True)[i] for i in range(2)]

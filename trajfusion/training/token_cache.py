@@ -194,7 +194,7 @@ def wait_for(target: Path, timeout_s: float, poll_s: float = 2.0) -> None:
 
 
 def tokenised_rows(dataset_dir: Path, tokenizer, template: str, loss_on_errors: bool, *, rank: int = 0,
-                   world_size: int = 1, workers: int = 0, wait_s: float = 14400, progress: bool = False) -> "CachedRows":
+                   world_size: int = 1, workers: int = 0, wait_s: float = 14400, progress: bool = False) -> CachedRows:
     """Every row of the dataset, tokenised, from the shared cache; global rank 0 builds it if missing.
 
     The other ranks wait by polling the shared filesystem for the finished directory (its rename is
@@ -225,7 +225,7 @@ class CachedRows(Sequence):
         self._all_labelled = dataset.data.column("labelled").to_numpy()
 
     @classmethod
-    def load(cls, path: Path) -> "CachedRows":
+    def load(cls, path: Path) -> CachedRows:
         from datasets import load_from_disk
 
         return cls(load_from_disk(str(path)), path)
@@ -239,7 +239,7 @@ class CachedRows(Sequence):
         column = self.dataset.data.column("row_id")
         return {column[int(i)].as_py() for i in self.keep[self._all_lengths[self.keep] > limit]}
 
-    def without(self, row_ids: set[str]) -> "CachedRows":
+    def without(self, row_ids: set[str]) -> CachedRows:
         if not row_ids:
             return self
         ids = self.row_ids()
