@@ -168,7 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows-15k", type=int, default=2000, help="rows of the 15K preset (full: 15000)")
     ap.add_argument("--rows-32k", type=int, default=150, help="rows of the 32K preset (full: 100000)")
-    ap.add_argument("--old-fraction", type=float, default=0.1, help="share of the rows the old path tokenises")
+    ap.add_argument("--old-fraction", type=float, default=0.1, help="share of the rows the old path tokenises (at least 50)")
     ap.add_argument("--workers", type=int, default=0, help="training.tokenise_workers (0: the CPUs allowed)")
     ap.add_argument("--out", type=Path, default=Path("outputs/benchmarks/tokenised_memory"))
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -211,7 +211,7 @@ def main() -> None:
             new_full = index["indexed_mb"] + (new["peak_mb"] - new["indexed_mb"])
         else:
             new_full = new["peak_mb"]
-        old_rows = max(1, int(rows * args.old_fraction))
+        old_rows = max(int(rows * args.old_fraction), min(rows, 50))  # enough tokens that the lists dominate
         old_dir = (args.out / f"{name}-{rows}-old{old_rows}").resolve()
         if not (old_dir / "data.jsonl").exists():
             head(dataset_dir, old_dir, old_rows)
