@@ -55,7 +55,7 @@ def main(overrides):
     rows, report = tokenise_dataset(dataset_dir, load_tokenizer(cfg.student), load_template(cfg.student.template), cfg)
     capacity = cfg.student.max_seq_len
     packed = SequenceDataset(rows, capacity, packing=True)
-    lengths = [len(r) for r in rows]
+    lengths = rows.lengths.tolist()  # the cache's lengths column: no row is fetched
     print(f"dataset {dataset_dir.name}: {len(rows)} rows, {sum(lengths)} tokens, mean {sum(lengths) / len(rows):.0f}, "
           f"max {max(lengths)} (dropped over-long: {report['dropped_overlong']})")
     print(f"{'layout':34s} {'sequences':>9s} {'real share':>10s}")

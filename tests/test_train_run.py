@@ -75,6 +75,8 @@ def test_tiny_student_learns_and_writes_its_run(adaptive_run):
     manifest = json.loads((adaptive_run / "manifest.json").read_text())
     assert manifest["tokenisation"]["dropped_overlong"] == 0 and manifest["tokenisation"]["rows"] > 10
     assert manifest["data_id"] in manifest["dataset_dir"] and manifest["final_checkpoint"]
+    cache = Path(manifest["tokenisation"]["cache_dir"])  # the shared tokenised cache, beside the dataset
+    assert cache.parent == Path(manifest["dataset_dir"]) / "tokenised" and (cache / "tokenised.json").exists()
     assert manifest["gradient_accumulation_steps"] == 2 and not manifest["preempted"]
     t = manifest["training_data"]
     assert t["rows"] == manifest["tokenisation"]["rows"] and t["batch_unit"] == "packs" and t["optimizer_steps"] > 0

@@ -16,7 +16,7 @@ from trajfusion.io import content_hash
 RUNTIME_ROOT_KEYS = ("run_name", "hydra", "paths", "progress", "plots", "verbose", "stage", "shard")
 RUNTIME_KEYS = {
     "training": ("resume", "logging_steps", "save_steps", "save_total_limit", "dataloader_workers", "stop_file",
-                 "save_final", "dist_timeout_s", "fused_loss"),
+                 "save_final", "dist_timeout_s", "fused_loss", "tokenise_workers", "tokenise_wait_s"),
     "wandb": ("enabled", "mode", "tags"),
     "verifier": ("workers", "chunk_problems"),
     "teacher": ("problems_per_batch", "tensor_parallel_size", "gpu_memory_utilization", "enable_prefix_caching"),

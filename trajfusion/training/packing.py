@@ -46,27 +46,29 @@ def pack_best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
 
 
 class SequenceDataset(torch.utils.data.Dataset):
-    """Training sequences: each item is a list of tokenised samples (one sample when not packing)."""
+    """Training sequences: each item is a list of tokenised samples (one sample when not packing).
+
+    Packs hold row indices only and fetch their rows when indexed: `rows` may be a memory-mapped
+    cache (trajfusion.training.token_cache.CachedRows, whose `lengths` column is read without
+    fetching a row), so the corpus is never held as Python lists."""
 
     def __init__(self, rows: Sequence[TokenisedRow], capacity: int, packing: bool):
-        groups = pack_best_fit([len(r) for r in rows], capacity) if packing else [[i] for i in range(len(rows))]
-        self.sequences = [[rows[i] for i in group] for group in groups]
+        lengths = rows.lengths.tolist() if hasattr(rows, "lengths") else [len(r) for r in rows]
+        self.groups = pack_best_fit(lengths, capacity) if packing else [[i] for i in range(len(rows))]
+        self.rows = rows
         self.capacity = capacity
+        self.real_tokens = sum(lengths)
 
     def __len__(self) -> int:
-        return len(self.sequences)
+        return len(self.groups)
 
     def __getitem__(self, index: int) -> list[TokenisedRow]:
-        return self.sequences[index]
-
-    @property
-    def real_tokens(self) -> int:
-        return sum(len(r) for seq in self.sequences for r in seq)
+        return [self.rows[i] for i in self.groups[index]]
 
     @property
     def fill(self) -> float:
         """Real tokens / (sequences × capacity): the real share of a fixed-shape [sequences, capacity] batch."""
-        return self.real_tokens / max(1, len(self.sequences) * self.capacity)
+        return self.real_tokens / max(1, len(self.groups) * self.capacity)
 
 
 def _stats(real: int, tensor: int, sequences: int) -> dict:

@@ -118,10 +118,16 @@ class TrainingConfig:
     # Liger's fused linear + cross-entropy (no full fp32 logits): auto = on CUDA when installed and the model
     # family is supported, else the plain loss; liger = required; none = plain loss (trajfusion.training.kernels)
     fused_loss: str = "auto"
+    # Tokenising into the shared Arrow cache (trajfusion.training.token_cache): map worker processes
+    # (0: the CPUs this process may use, at most 32), and how long ranks > 0 wait for rank 0 to build it.
+    tokenise_workers: int = 0
+    tokenise_wait_s: int = 14400
 
     def __post_init__(self) -> None:
         _require(self.logging_steps > 0 and self.save_steps > 0, "training", "logging_steps and save_steps must be positive")
         _require(self.dist_timeout_s > 0, "training.dist_timeout_s", "must be positive")
+        _require(self.tokenise_workers >= 0, "training.tokenise_workers", "must be 0 (auto) or positive")
+        _require(self.tokenise_wait_s > 0, "training.tokenise_wait_s", "must be positive")
         _require(self.drop_overlong in DROP_OVERLONG, "training.drop_overlong",
                  f"unknown option {self.drop_overlong!r}; supported: {', '.join(DROP_OVERLONG)}")
         _require(self.batch_unit in BATCH_UNITS, "training.batch_unit",

@@ -21,13 +21,14 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from trajfusion.cards import write_model_card
 from trajfusion.console import quiet_trainer, stage
-from trajfusion.io import read_json, read_jsonl, write_json
+from trajfusion.io import read_json, write_json
 from trajfusion.runs import config_fingerprint, differing_keys
 from trajfusion.training.packing import STAT_KEYS, PackedCollator, PaddedCollator, SequenceDataset
 from trajfusion.training.resume import LossCarry, save_loss_sum
 from trajfusion.training.schema import TrainConfig, build_config_of, gradient_accumulation_steps
 from trajfusion.training.students import load_model, load_tokenizer, prepare_tokenizer
-from trajfusion.training.tokenise import TokenisedRow, load_template, tokenise_row
+from trajfusion.training.token_cache import CachedRows, tokenised_rows
+from trajfusion.training.tokenise import load_template
 from trajfusion.training.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -69,27 +70,26 @@ def check_zero_world_size(checkpoint: Path, world_size: int) -> None:
         )
 
 
-def _overlong_ids(rows: list[TokenisedRow], max_seq_len: int) -> set[str]:
-    return {r.row_id for r in rows if len(r) > max_seq_len}
-
-
-def _tokenise_file(dataset_dir: Path, tokenizer, template: str, loss_on_errors: bool) -> list[TokenisedRow]:
-    return [tokenise_row(row, tokenizer, template, loss_on_errors) for _, row in read_jsonl(dataset_dir / "data.jsonl")]
+def _tokenised(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig) -> CachedRows:
+    rank, world_size = world()
+    return tokenised_rows(dataset_dir, tokenizer, template, cfg.fusion.loss_on_errors, rank=rank, world_size=world_size,
+                          workers=cfg.training.tokenise_workers, wait_s=cfg.training.tokenise_wait_s, progress=cfg.progress)
 
 
 def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConfig,
-                     twin_dir: Path | None = None) -> tuple[list[TokenisedRow], dict]:
-    """Tokenised rows and what happened to them. No row is dropped silently: a row longer than
+                     twin_dir: Path | None = None) -> tuple[CachedRows, dict]:
+    """Tokenised rows (memory-mapped from the shared cache, trajfusion.training.token_cache) and what
+    happened to them. No row is dropped silently: a row longer than
     max_seq_len (the data stage's budget counter was the proxy, or another tokenizer) is an error that
     names its problems, unless training.drop_overlong=paired, which drops the problems that overflow
     here or in the twin arm (`twin_dir`: the RFT / fused dataset of the same pool) from this arm, so
     both arms, run the same way, train on the same problems."""
     limit = cfg.student.max_seq_len
-    tokenised = _tokenise_file(dataset_dir, tokenizer, template, cfg.fusion.loss_on_errors)
-    overlong = _overlong_ids(tokenised, limit)
+    tokenised = _tokenised(dataset_dir, tokenizer, template, cfg)
+    overlong = tokenised.ids_over(limit)
     if cfg.training.drop_overlong == "paired":
         assert twin_dir is not None, "paired dropping needs the twin arm's dataset"
-        overlong |= _overlong_ids(_tokenise_file(twin_dir, tokenizer, template, cfg.fusion.loss_on_errors), limit)
+        overlong |= _tokenised(twin_dir, tokenizer, template, cfg).ids_over(limit)
     elif overlong:
         ids = sorted(overlong)
         counter = (read_json(dataset_dir / "manifest.json").get("token_counter") or {}).get("used", "unknown")
@@ -98,15 +98,14 @@ def tokenise_dataset(dataset_dir: Path, tokenizer, template: str, cfg: TrainConf
             f"{counter}); problem ids: {', '.join(ids[:20])}{' …' if len(ids) > 20 else ''}. Budget with the student's "
             "tokenizer, or set training.drop_overlong=paired to drop these problems from both arms"
         )
-    rows = [r for r in tokenised if r.row_id not in overlong]
-    dropped = sorted(r.row_id for r in tokenised if r.row_id in overlong)
+    rows = tokenised.without(overlong)
+    dropped = sorted(set(tokenised.row_ids()) & overlong)
     if dropped:
         log.warning("training.drop_overlong=paired: dropped %d problems that exceed %d tokens in this arm or its twin "
                     "(%s): %s", len(dropped), limit, twin_dir, ", ".join(dropped[:20]))
-    labelled = sum(sum(t != -100 for t in r.labels) for r in rows)
-    report = {"rows": len(rows), "tokens": sum(map(len, rows)), "labelled_tokens": labelled,
+    report = {"rows": len(rows), "tokens": rows.tokens, "labelled_tokens": rows.labelled_tokens,
               "drop_overlong": cfg.training.drop_overlong, "dropped_overlong": len(dropped), "dropped_overlong_ids": dropped,
-              "twin_dataset_dir": str(twin_dir) if twin_dir else None}
+              "twin_dataset_dir": str(twin_dir) if twin_dir else None, "cache_dir": str(tokenised.path)}
     return rows, report
 
 
