@@ -52,7 +52,7 @@ def built_dataset(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from trajfusion.config import register_configs, to_build_config
-    from trajfusion.data.stages import build_dataset
+    from trajfusion.data.dataset import build_dataset
 
     register_configs()
     root = tmp_path_factory.mktemp("data")
