@@ -26,7 +26,7 @@ from trajfusion.data.budget import PROXY_COUNTER, budget_counter
 from trajfusion.data.calibration import calibration_report, resolve_alpha
 from trajfusion.data.identity import data_identity, data_root, dataset_dir, input_files, pool_dir
 from trajfusion.data.report import Outcomes, dataset_stats, summary_table
-from trajfusion.data.verified import to_problem_pools, verified_pool, verified_rows
+from trajfusion.data.verified import to_problem_pool, verified_pool, verified_rows
 from trajfusion.io import JsonlWriter, atomic_directory, read_json, resolve_path, write_json
 from trajfusion.locks import output_lock
 
@@ -54,7 +54,7 @@ def fusion_settings(cfg: BuildDataConfig, prompts: dict, alpha: float | None = N
 def problem_pools(verified_path: Path) -> Iterator[ProblemPool]:
     """The verified pool's problems, one at a time, in pool order (each call reads the file again)."""
     for row in verified_rows(verified_path):
-        yield to_problem_pools([row])[0]
+        yield to_problem_pool(row)
 
 
 def _git_sha() -> str | None:

@@ -301,17 +301,19 @@ def verified_rows(path: Path) -> Iterator[dict]:
     return (row for _, row in read_jsonl(path))
 
 
+def to_problem_pool(row: dict) -> ProblemPool:
+    """A verified row as the pure core's record."""
+    return ProblemPool(
+        id=row["id"], problem=row["problem"], answer=row["answer"],
+        samples=[
+            Sample(
+                index=j, sample_id=s["sample_id"], text=s["text"], model=s["model"], verdict=Verdict(s["verdict"]),
+                pred=s["pred"], truncated=bool(s.get("truncated")), group=s.get("group"),
+            )
+            for j, s in enumerate(row["samples"])
+        ],
+    )
+
+
 def to_problem_pools(rows: Sequence[dict]) -> list[ProblemPool]:
-    return [
-        ProblemPool(
-            id=row["id"], problem=row["problem"], answer=row["answer"],
-            samples=[
-                Sample(
-                    index=j, sample_id=s["sample_id"], text=s["text"], model=s["model"], verdict=Verdict(s["verdict"]),
-                    pred=s["pred"], truncated=bool(s.get("truncated")), group=s.get("group"),
-                )
-                for j, s in enumerate(row["samples"])
-            ],
-        )
-        for row in rows
-    ]
+    return [to_problem_pool(row) for row in rows]
