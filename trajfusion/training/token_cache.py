@@ -42,7 +42,7 @@ INFO_FILE = "tokenised.json"  # what the key hashes, beside the Arrow files (for
 MAP_BATCH = 64  # rows per map batch and per Arrow write: bounds a worker's memory with 32K-token rows
 
 
-def data_identity(dataset_dir: Path) -> str:
+def dataset_identity(dataset_dir: Path) -> str:
     """The dataset's manifest data_id; a directory without one (hand-made data) by its data.jsonl content."""
     manifest = dataset_dir / "manifest.json"
     if manifest.exists():
@@ -64,7 +64,7 @@ def tokenizer_identity(tokenizer) -> str:
 
 
 def cache_inputs(dataset_dir: Path, tokenizer, template: str, loss_on_errors: bool) -> dict:
-    return {"data_id": data_identity(dataset_dir), "tokenizer": tokenizer_identity(tokenizer),
+    return {"data_id": dataset_identity(dataset_dir), "tokenizer": tokenizer_identity(tokenizer),
             "template_sha256": hashlib.sha256(template.encode("utf-8")).hexdigest(),
             "loss_on_errors": bool(loss_on_errors), "version": TOKENISE_VERSION}
 
